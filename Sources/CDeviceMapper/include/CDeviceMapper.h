@@ -1,0 +1,47 @@
+// The C boundary of dmsnap: libdevmapper, libblkid and a few ioctls.
+// Swift cannot import variadic callbacks, flexible array members or
+// function-like ioctl macros; the tiny helpers here stand in for them.
+#ifndef CDEVICEMAPPER_H
+#define CDEVICEMAPPER_H
+
+#include <libdevmapper.h>
+#include <blkid/blkid.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/sysmacros.h>
+
+/// Called for every libdevmapper log line at or below the verbosity set.
+typedef void (*cdm_log_handler)(int level, const char *message);
+
+/// Installs dmsnap's libdevmapper logger and sets udev synchronisation.
+/// Errors (level <= 3) are also kept as the "last error" for the calling thread.
+void cdm_setup(int udev_sync, int verbose, cdm_log_handler handler);
+
+/// The last error line libdevmapper logged on this thread ("" if none).
+const char *cdm_last_error(void);
+void cdm_clear_last_error(void);
+
+// DM_DEVICE_LIST: struct dm_names has a flexible `name[]`.
+static inline const char *cdm_names_name(const struct dm_names *n) { return n->name; }
+static inline uint64_t cdm_names_dev(const struct dm_names *n) { return n->dev; }
+static inline const struct dm_names *cdm_names_next(const struct dm_names *n) {
+    return n->next ? (const struct dm_names *)((const char *)n + n->next) : (const struct dm_names *)0;
+}
+// DM_DEVICE_DEPS: struct dm_deps has a flexible `device[]`.
+static inline uint32_t cdm_deps_count(const struct dm_deps *d) { return d->count; }
+static inline uint64_t cdm_deps_device(const struct dm_deps *d, uint32_t i) { return d->device[i]; }
+
+static inline unsigned cdm_major(uint64_t dev) { return major((dev_t)dev); }
+static inline unsigned cdm_minor(uint64_t dev) { return minor((dev_t)dev); }
+static inline uint64_t cdm_makedev(unsigned ma, unsigned mi) { return (uint64_t)makedev(ma, mi); }
+
+// Filesystem freeze / thaw (FIFREEZE / FITHAW) on an fd of the mount point.
+int cdm_fifreeze(int fd);
+int cdm_fithaw(int fd);
+// Block device geometry.
+int cdm_blkgetsize64(int fd, uint64_t *bytes);
+int cdm_blksszget(int fd, int *bytes);
+// syncfs(2) on an fd inside a filesystem.
+int cdm_syncfs(int fd);
+
+#endif

@@ -1,0 +1,42 @@
+import ArgumentParser
+import DMSnap
+import Foundation
+
+@main
+struct DMSnapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dmsnap",
+        abstract: "Consistent, online device-mapper snapshots of a set of block devices.",
+        discussion: ExitStatus.helpText,
+        version: DMSnapVersion.string,
+        subcommands: [Devices.self]
+    )
+
+    /// Runs the command and maps every error to one line on stderr and a documented exit status.
+    static func main() {
+        let status: ExitStatus
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            status = .ok
+        } catch let error as CLIError {
+            Output.error(error.message)
+            status = error.status
+        } catch {
+            if let code = (error as? ExitCode) {
+                status = code == .success ? .ok : .failed
+            } else {
+                let code = exitCode(for: error)
+                if code == .success {
+                    print(fullMessage(for: error))
+                    status = .ok
+                } else {
+                    // Usage errors: ArgumentParser's message (with its usage hint) on stderr.
+                    writeStandardError(fullMessage(for: error) + "\n")
+                    status = .usage
+                }
+            }
+        }
+        Foundation.exit(status.rawValue)
+    }
+}
