@@ -133,6 +133,11 @@ public final class FakeDeviceMapper: DeviceMapperControl {
         for ref in references(table) where !known.contains(ref) {
             throw DeviceMapperError(call: call, device: name.value, errno: ENXIO, detail: "no device \(ref)")
         }
+        for t in table.targets {
+            for token in t.params.split(separator: " ") where token.hasPrefix("/dev/") && number(ofPath: String(token)) == nil {
+                throw DeviceMapperError(call: call, device: name.value, errno: ENXIO, detail: "no device \(token)")
+            }
+        }
         for t in table.targets where t.type == "snapshot" || t.type == "snapshot-merge" {
             guard let p = try? SnapshotParams(parsing: t.params) else {
                 throw DeviceMapperError(call: call, device: name.value, errno: EINVAL, detail: "bad snapshot params")
@@ -170,7 +175,8 @@ public final class FakeDeviceMapper: DeviceMapperControl {
         return (d.live?.targets ?? []).map { t in
             var params = ""
             if t.type.hasPrefix("snapshot"), let p = try? SnapshotParams(parsing: t.params) {
-                let cowSize = blocks.first { blockNumbers[$0.key] == p.cow }?.value.size ?? Sectors(0)
+                let cowSize = blocks.first { blockNumbers[$0.key] == p.cow }?.value.size
+                    ?? devices.values.first { $0.number == p.cow }?.live?.size ?? Sectors(0)
                 params = statusOverride[name] ?? "\(p.chunk.value * 2)/\(cowSize) \(p.chunk.value * 2)"
             }
             return TargetStatus(start: t.start, length: t.length, type: t.type, params: params)

@@ -15,6 +15,12 @@ public struct DeviceName: Hashable, Comparable, Sendable, Codable, CustomStringC
             if byte == UInt8(ascii: "/") { throw .invalidDeviceName(value, "contains '/'") }
             if byte <= 0x20 || byte == 0x7f { throw .invalidDeviceName(value, "contains whitespace or control characters") }
         }
+        if value.unicodeScalars.contains(where: {
+            $0.properties.generalCategory == .control || $0.properties.isWhitespace
+                || $0.properties.generalCategory == .lineSeparator || $0.properties.generalCategory == .paragraphSeparator
+        }) {
+            throw .invalidDeviceName(value, "contains whitespace or control characters")
+        }
         self.value = value
     }
 

@@ -42,10 +42,13 @@ public struct Table: Hashable, Sendable, Codable, CustomStringConvertible {
         guard !targets.isEmpty else { throw .invalidTable("no targets") }
         var next = Sectors(0)
         for t in targets {
+            guard t.length.value > 0 else { throw .invalidTable("target '\(t)' has zero length") }
             guard t.start == next else {
                 throw .invalidTable("target '\(t)' starts at \(t.start), expected \(next)")
             }
-            next = next + t.length
+            let (end, overflow) = next.value.addingReportingOverflow(t.length.value)
+            guard !overflow else { throw .invalidTable("target '\(t)' ends past 2^64 sectors") }
+            next = Sectors(end)
         }
         self.targets = targets
     }
@@ -100,7 +103,8 @@ public struct SnapshotParams: Hashable, Sendable {
     public var text: String { "\(origin) \(cow) \(persistent) \(chunk)" }
 
     public func table(size: Sectors, merge: Bool) -> Table {
-        // A single target covering the whole device can never fail Table's coverage checks.
-        try! Table([TargetLine(start: 0, length: size, type: merge ? "snapshot-merge" : "snapshot", params: text)])
+        precondition(size.value > 0, "a snapshot table needs a non-empty device")
+        // A single non-empty target covering the whole device can never fail Table's checks.
+        return try! Table([TargetLine(start: 0, length: size, type: merge ? "snapshot-merge" : "snapshot", params: text)])
     }
 }

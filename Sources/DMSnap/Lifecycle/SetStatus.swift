@@ -1,0 +1,101 @@
+import Foundation
+
+/// A set as `dmsnap status` reports it. Field names are the JSON contract.
+public struct SetStatus: Encodable, Hashable, Sendable {
+    public enum State: String, Encodable, Sendable, Comparable {
+        case active, merging, incomplete, invalid, mergeFailed = "merge-failed"
+        var severity: Int { [.active: 0, .merging: 1, .incomplete: 2, .invalid: 3, .mergeFailed: 4][self]! }
+        public static func < (a: State, b: State) -> Bool { a.severity < b.severity }
+    }
+
+    public struct Device: Encodable, Hashable, Sendable {
+        public var device: String
+        public var base: String
+        public var cow: String
+        public var chunkSectors: UInt64
+        public var cowTotalSectors: UInt64
+        public var cowUsedSectors: UInt64?
+        public var metadataSectors: UInt64?
+        public var usedPercent: Double?
+        public var state: State
+        /// Why the device is not active/merging (human text; not in the JSON contract's required fields).
+        public var reason: String?
+
+        enum CodingKeys: String, CodingKey {
+            case device, base, cow, state, reason
+            case chunkSectors = "chunk_sectors", cowTotalSectors = "cow_total_sectors", cowUsedSectors = "cow_used_sectors"
+            case metadataSectors = "metadata_sectors", usedPercent = "used_percent"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(device, forKey: .device)
+            try c.encode(base, forKey: .base)
+            try c.encode(cow, forKey: .cow)
+            try c.encode(chunkSectors, forKey: .chunkSectors)
+            try c.encode(cowTotalSectors, forKey: .cowTotalSectors)
+            try c.encode(cowUsedSectors, forKey: .cowUsedSectors)
+            try c.encode(metadataSectors, forKey: .metadataSectors)
+            try c.encode(usedPercent.map { ($0 * 100).rounded() / 100 }, forKey: .usedPercent)
+            try c.encode(state, forKey: .state)
+            if let reason { try c.encode(reason, forKey: .reason) }
+        }
+    }
+
+    public var name: String
+    public var state: State
+    public var created: Date
+    public var devices: [Device]
+
+    /// Builds the status of `set` from what the kernel says now.
+    public static func of(_ set: SnapshotSet, view: KernelView) -> SetStatus {
+        var devices: [Device] = []
+        for m in set.members {
+            var d = Device(device: m.device.value, base: m.base.value, cow: m.cow, chunkSectors: set.chunk.value,
+                           cowTotalSectors: m.cowSize.value, state: .active)
+            let status: SnapshotStatus?
+            switch Planner.memberState(m, chunk: set.chunk, view: view) {
+            case let .snapshot(s):
+                status = s
+                d.state = .active
+            case let .merging(s):
+                status = s
+                d.state = .merging
+            case .original:
+                status = nil
+                d.state = .incomplete
+                d.reason = "\(m.device) runs its original table"
+            case let .missing(why), let .unexpected(why):
+                status = nil
+                d.state = .incomplete
+                d.reason = why
+            }
+            switch status {
+            case let .valid(a, t, meta)?:
+                d.cowTotalSectors = t.value
+                d.cowUsedSectors = a.value
+                d.metadataSectors = meta.value
+                d.usedPercent = status?.usedPercent
+            case .invalid?, .overflow?:
+                d.state = .invalid
+                d.reason = "snapshot invalidated by the kernel (COW overflowed or an I/O error)"
+            case .mergeFailed?:
+                d.state = .mergeFailed
+                d.reason = "merge stopped by an I/O error"
+            case nil: break
+            }
+            devices.append(d)
+        }
+        var state = devices.map(\.state).max() ?? .active
+        if set.phase == .taking || set.phase == .discarding { state = max(state, .incomplete) }
+        return SetStatus(name: set.name.value, state: state, created: set.created, devices: devices)
+    }
+}
+
+/// How far a merge has come, in sectors of COW data still to copy back.
+public struct MergeProgress: Hashable, Sendable {
+    public var remaining: UInt64
+    public var total: UInt64
+    public var fraction: Double { total == 0 ? 1 : 1 - Double(remaining) / Double(total) }
+    public var done: Bool { remaining == 0 }
+}

@@ -1,0 +1,164 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a lifecycle command did not succeed.
+public enum DMSnapError: Error, CustomStringConvertible {
+    /// Bad input or state; nothing was changed.
+    case refused(PlanError)
+    /// A kernel step failed; see `ExecutionError.rolledBack` / `.rollbackIncomplete`.
+    case failed(ExecutionError)
+    /// Reading the kernel or the state failed before any change.
+    case inspect(String)
+    /// The kernel reported a failed merge.
+    case mergeFailed(String)
+
+    public var description: String {
+        switch self {
+        case let .refused(e): e.description
+        case let .failed(e): e.description
+        case let .inspect(s): s
+        case let .mergeFailed(s): s
+        }
+    }
+}
+
+/// The library's front door: take, status, merge and discard of snapshot sets.
+public final class SnapshotManager {
+    public let dm: any DeviceMapperControl
+    public let store: any SetStore
+    public let executor: Executor
+    /// Time between status polls while waiting for a merge.
+    public var pollInterval: Duration = .milliseconds(50)
+
+    public init(dm: any DeviceMapperControl, store: any SetStore) {
+        self.dm = dm
+        self.store = store
+        executor = Executor(dm: dm, store: store)
+    }
+
+    /// The real kernel and the state directory.
+    public convenience init() {
+        self.init(dm: LibDeviceMapper(), store: FileSetStore())
+    }
+
+    func view(paths: [String] = [], probe: Bool = false) throws(DMSnapError) -> KernelView {
+        guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+        do { return try KernelView.gather(dm, store: store, paths: paths, probe: probe) } catch {
+            throw .inspect("\(error)")
+        }
+    }
+
+    func existing(_ name: String) throws(DMSnapError) -> SnapshotSet {
+        let setName: SetName
+        do { setName = try SetName(name) } catch { throw .refused(PlanError("", error.description)) }
+        guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+        let set: SnapshotSet?
+        do { set = try store.load(setName) } catch { throw .inspect(error.description) }
+        guard let set else { throw .refused(PlanError(setName.value, "no such snapshot set")) }
+        return set
+    }
+
+    func execute(_ plan: Plan) throws(DMSnapError) {
+        do { try executor.run(plan) } catch { throw .failed(error) }
+    }
+
+    // MARK: take
+
+    /// Plans (refusing bad input before any change), then runs the take plan.
+    @discardableResult
+    public func take(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
+        guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+        var paths = request.paths
+        paths += request.pairs.compactMap { p in
+            p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path)
+        }
+        let view = try view(paths: paths, probe: true)
+        let (set, plan): (SnapshotSet, Plan)
+        do { (set, plan) = try Planner.take(request, view: view) } catch { throw .refused(error) }
+        try execute(plan)
+        return set.with(phase: .active)
+    }
+
+    // MARK: status
+
+    public func status(_ name: String? = nil) throws(DMSnapError) -> [SetStatus] {
+        if let name {
+            let set = try existing(name)
+            return [SetStatus.of(set, view: try view())]
+        }
+        let view = try view()
+        return view.sets.map { SetStatus.of($0, view: view) }
+    }
+
+    // MARK: merge
+
+    /// Starts the merge of every member (no-op for members already merging). Returns the set.
+    @discardableResult
+    public func startMerge(_ name: String) throws(DMSnapError) -> SnapshotSet {
+        let set = try existing(name)
+        let plan: Plan?
+        let v = try view()
+        do { plan = try Planner.startMerge(set, view: v) } catch { throw .refused(error) }
+        if let plan { try execute(plan) }
+        return set.with(phase: .merging)
+    }
+
+    /// Sectors still to copy back, over all members.
+    public func mergeProgress(_ set: SnapshotSet, initial: inout [DeviceName: UInt64]) throws(DMSnapError) -> MergeProgress {
+        var remaining: UInt64 = 0
+        var total: UInt64 = 0
+        for m in set.members {
+            let status: [TargetStatus]
+            do { status = try dm.status(m.device) } catch { throw .inspect(error.description) }
+            guard let line = status.first, line.type == "snapshot-merge" else {
+                throw .inspect("\(m.device): not merging (target \(status.first?.type ?? "none"))")
+            }
+            let parsed: SnapshotStatus
+            do { parsed = try SnapshotStatus(parsing: line.params) } catch { throw .inspect("\(m.device): \(error)") }
+            switch parsed {
+            case let .valid(a, _, meta):
+                let left = a.value - meta.value
+                let start = max(initial[m.device] ?? left, left)
+                initial[m.device] = start
+                remaining += left
+                total += start
+            case .mergeFailed:
+                throw .mergeFailed("\(m.device): merge failed (I/O error); the set is left merging with the failed target in place; see 'dmsnap status \(set.name)'")
+            case .invalid, .overflow:
+                throw .mergeFailed("\(m.device): snapshot became invalid during the merge")
+            }
+        }
+        return MergeProgress(remaining: remaining, total: total)
+    }
+
+    /// Merges the set into its origins while they stay online: starts (or joins) the merge, waits,
+    /// then restores the original tables and forgets the set. `progress` is called after each poll.
+    public func merge(_ name: String, wait: Bool = true, progress: (MergeProgress) -> Void = { _ in }) throws(DMSnapError) {
+        let set = try startMerge(name)
+        guard wait else { return }
+        var initial: [DeviceName: UInt64] = [:]
+        while true {
+            let p = try mergeProgress(set, initial: &initial)
+            progress(p)
+            if p.done { break }
+            Thread.sleep(forTimeInterval: Double(pollInterval.components.attoseconds) / 1e18 + Double(pollInterval.components.seconds))
+        }
+        let plan: Plan
+        let current = try existing(name)
+        let v = try view()
+        do { plan = try Planner.finishMerge(current, view: v) } catch { throw .refused(error) }
+        try execute(plan)
+    }
+
+    // MARK: discard
+
+    public func discard(_ name: String) throws(DMSnapError) {
+        let set = try existing(name)
+        let plan: Plan
+        let v = try view()
+        do { plan = try Planner.discard(set, view: v) } catch { throw .refused(error) }
+        try execute(plan)
+    }
+}
