@@ -24,6 +24,20 @@ extension CLIError {
     }
 }
 
+/// The manager for the real kernel. With `DMSNAP_TRACE` set, every kernel step is printed to
+/// stderr with its time since start (`dmsnap: trace: +1.234 ms freeze /mnt`).
+func makeManager() -> SnapshotManager {
+    let manager = SnapshotManager()
+    if ProcessInfo.processInfo.environment["DMSNAP_TRACE"] != nil {
+        let start = ContinuousClock.now
+        manager.executor.observer = { action in
+            let ms = (ContinuousClock.now - start).seconds * 1000
+            writeStandardError("dmsnap: trace: +\(String(format: "%.3f", ms)) ms \(action)\n")
+        }
+    }
+    return manager
+}
+
 struct Take: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Snapshot a set of live devices in one freeze window.",
@@ -45,7 +59,7 @@ struct Take: ParsableCommand {
         for p in pairs {
             do { parsed.append(try TakeRequest.pair(p)) } catch { throw CLIError(message: error.description, status: .refused) }
         }
-        let manager = SnapshotManager()
+        let manager = makeManager()
         let started = ContinuousClock.now
         do {
             try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force))
@@ -84,7 +98,7 @@ struct Status: ParsableCommand {
     }
 
     func run() throws {
-        let manager = SnapshotManager()
+        let manager = makeManager()
         let sets: [SetStatus]
         do { sets = try manager.status(set) } catch { throw CLIError(error) }
         if json {
@@ -157,7 +171,7 @@ struct Merge: ParsableCommand {
     }
 
     func run() throws {
-        let manager = SnapshotManager()
+        let manager = makeManager()
         let started = ContinuousClock.now
         let bar = ProgressBar(enabled: Output.isTerminal && !json, label: "merging \(set)")
         do {
@@ -188,7 +202,7 @@ struct Discard: ParsableCommand {
     @Flag(help: "Print a JSON result.") var json = false
 
     func run() throws {
-        do { try SnapshotManager().discard(set) } catch { throw CLIError(error) }
+        do { try makeManager().discard(set) } catch { throw CLIError(error) }
         if json {
             struct Result: Encodable { var set: String; var state: String }
             try Output.json(Result(set: set, state: "discarded"))

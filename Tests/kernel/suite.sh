@@ -8,9 +8,10 @@
 # `set -euo pipefail`, with T_PREFIX, T_DIR, T_NAME, T_REPO, DMSNAP_STATE_DIR
 # and DMSNAP_FIXTURE_DIR set (see lib.sh); `fixtures/loopdev.sh sweep $T_PREFIX`
 # runs before and after it, and afterwards no dm device with that prefix, no
-# suspended dm device, no loop over a file in $T_DIR and no mount under $T_DIR
-# may remain. Prints PASS/FAIL per test and, last, "kernel: N passed, N failed";
-# exits 1 if a test failed or none ran.
+# suspended dm device, no loop over a file in $T_DIR, no mount under $T_DIR and
+# no background process the test started may remain (else the test fails).
+# Prints PASS/FAIL per test (a failing test's output follows, indented) and,
+# last, "kernel: N passed, N failed"; exits 1 if a test failed or none ran.
 # Environment: DMSNAP_KT_DIR (scratch root, default /var/tmp/dmsnap-kt; each run
 # gets its own run-* directory there, `last` points to the newest, runs older
 # than a day are pruned), DMSNAP_TEST_TIMEOUT (seconds per test, default 600).
@@ -30,7 +31,7 @@ die() {
 
 case ${1:-} in
 -h | --help)
-    sed -n '2,15s/^# \{0,1\}//p' "$0"
+    sed -n '2,17s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
 esac
@@ -46,7 +47,7 @@ fi
 if [[ ! -e /dev/mapper/control ]] || ! grep -qw device-mapper /proc/misc 2>/dev/null; then
     die "no device-mapper in this kernel (no /dev/mapper/control): run inside UML: Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh"
 fi
-for tool in dmsetup losetup timeout; do
+for tool in dmsetup losetup timeout pgrep; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool: not installed"
 done
 [[ -x $loopdev ]] || die "$loopdev: missing or not executable"
@@ -144,6 +145,7 @@ failed=0
 idx=0
 start=0
 end=0
+stray=''
 for t in "${tests[@]}"; do
     idx=$((idx + 1))
     f=${test_file[$t]}
@@ -181,18 +183,30 @@ for t in "${tests[@]}"; do
             shopt -s inherit_errexit
             trap '\''_t_on_err "$?" "$BASH_COMMAND"'\'' ERR
             "$T_NAME"
-        ' kernel-test "$here" "${files[@]}" >>"$log_file" 2>&1 </dev/null
+        ' kernel-test "$here" "${files[@]}" >>"$log_file" 2>&1 </dev/null &
+    tpid=$!
+    wait "$tpid"
     rc=$?
     now_us end
+    # timeout(1) leads its own process group: whatever is left in it is a
+    # background process the test did not stop (it may hold a device open)
+    stray=$(pgrep -l -g "$tpid" 2>/dev/null)
+    if [[ -n $stray ]]; then
+        kill -KILL -- "-$tpid" 2>/dev/null
+        sleep 0.5
+    fi
 
     {
         echo "--- sweep after test (exit $rc)"
         DMSNAP_FIXTURE_DIR=$fixdir "$loopdev" sweep "$t_prefix" 2>&1 || echo "sweep failed"
     } >>"$log_file" 2>&1
     left=$(leftovers "$t_prefix" "$t_dir")
+    if [[ -n $stray ]]; then
+        left="background processes left running (killed): ${stray//$'\n'/; }${left:+$'\n'}$left"
+    fi
 
     msg=''
-    if ((rc == 124)); then
+    if ((rc == 124 || rc == 137)); then
         msg="timed out after ${test_timeout}s"
     elif ((rc != 0)); then
         msg=$(head -c 2000 "$fail_file" 2>/dev/null)

@@ -43,9 +43,9 @@ public final class SnapshotManager {
         self.init(dm: LibDeviceMapper(), store: FileSetStore())
     }
 
-    func view(paths: [String] = [], probe: Bool = false) throws(DMSnapError) -> KernelView {
+    func view(paths: [String] = [], probePaths: [String] = []) throws(DMSnapError) -> KernelView {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
-        do { return try KernelView.gather(dm, store: store, paths: paths, probe: probe) } catch {
+        do { return try KernelView.gather(dm, store: store, paths: paths, probePaths: probePaths) } catch {
             throw .inspect("\(error)")
         }
     }
@@ -70,11 +70,13 @@ public final class SnapshotManager {
     @discardableResult
     public func take(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
-        var paths = request.paths
+        // Device paths are only stat'ed and asked for their size (no I/O: a device may be
+        // suspended); COWs are probed too.
+        var paths = request.pairs.map(\.device).filter { $0.hasPrefix("/") }
         paths += request.pairs.compactMap { p in
             p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path)
         }
-        let view = try view(paths: paths, probe: true)
+        let view = try view(paths: paths, probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") })
         let (set, plan): (SnapshotSet, Plan)
         do { (set, plan) = try Planner.take(request, view: view) } catch { throw .refused(error) }
         try execute(plan)

@@ -54,9 +54,11 @@ public struct KernelView: Sendable {
         mounts.filter { $0.number == number }.map(\.mountPoint)
     }
 
-    /// Reads everything a plan for `paths` (device and COW paths from the command line) needs.
+    /// Reads everything a plan needs: every dm device, the mounts, and block-device facts for
+    /// `paths`. `probePaths` (COWs) are also checked for exclusive users and signatures — never
+    /// when they are suspended dm devices, whose I/O would block.
     public static func gather(_ dm: some DeviceMapperControl, store: some SetStore, paths: [String] = [],
-                              probe: Bool = false) throws -> KernelView {
+                              probePaths: [String] = []) throws -> KernelView {
         var view = KernelView(privileged: dm.isPrivileged)
         guard view.privileged else { return view }
         view.sets = try store.list()
@@ -69,11 +71,11 @@ public struct KernelView: Sendable {
             view.devices[entry.name] = Device(info: info, table: table, dependencies: deps, status: status)
         }
         view.mounts = try dm.mounts()
-        for path in Set(paths) {
+        for path in Set(paths + probePaths) {
             do {
                 let block = try dm.blockDevice(at: path)
                 view.blocks[path] = .success(block)
-                if probe {
+                if probePaths.contains(path), view.device(numbered: block.number)?.1.info.suspended != true {
                     view.claimed[path] = try dm.isClaimed(path)
                     if let sig = try dm.probeSignature(path) { view.signatures[path] = sig }
                 }

@@ -150,11 +150,11 @@ public enum Planner {
                     throw PlanError(cowPath, "COW device \(dmName) is in a snapshot set")
                 }
             }
-            if let mp = view.mountPoints(of: cow.number).first { throw PlanError(cowPath, "COW is mounted on \(mp)") }
-            if view.claimed[cowPath] == true { throw PlanError(cowPath, "COW is in use (open exclusively by another user or device)") }
             if view.sets.contains(where: { $0.members.contains { $0.cowNumber == cow.number } }) {
                 throw PlanError(cowPath, "COW is already used by another snapshot set")
             }
+            if let mp = view.mountPoints(of: cow.number).first { throw PlanError(cowPath, "COW is mounted on \(mp)") }
+            if view.claimed[cowPath] == true { throw PlanError(cowPath, "COW is in use (open exclusively by another user or device)") }
             if chunk.bytes % UInt64(cow.logicalBlockSize) != 0 {
                 throw PlanError(cowPath, "chunk size \(chunk.bytes) is not a multiple of the COW's logical block size \(cow.logicalBlockSize)")
             }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test.sh - every test: host unit tests (swift test) and the kernel suite inside a real
+# Linux 6.1 kernel (User-Mode Linux) against real dm devices on loop devices.
+# Ends with one summary line: "total: N passed, N failed". Exit 0 only if all passed
+# and the kernel suite really ran.
+#   scripts/test.sh [KERNEL_FILTER]      (KERNEL_FILTER: regex over kernel test names)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
+
+scripts/deps.sh || exit 1
+
+log=.build/test-logs
+mkdir -p "$log"
+
+echo "== build"
+if ! swift build --build-tests 2>&1 | tee "$log/build.txt" | grep -E "error|warning: |Compiling dmsnap|Build complete"; then
+    :
+fi
+if ! grep -q "Build complete" "$log/build.txt"; then
+    echo "build failed (see $log/build.txt)"
+    echo "total: 0 passed, 1 failed"
+    exit 1
+fi
+
+echo "== unit tests (swift test)"
+swift test --skip-build 2>&1 | tee "$log/unit.txt" | grep -E "^(✘|✔ Suite|.*Test run with)|error:" || true
+unit_pass=$(grep -cE "^✔ Test .* passed" "$log/unit.txt" || true)
+unit_fail=$(grep -cE "^✘ Test .* failed" "$log/unit.txt" || true)
+if ! grep -qE "Test run with [0-9]+ tests? .* passed" "$log/unit.txt"; then
+    # the runner crashed or reported failure without per-test lines
+    ((unit_fail == 0)) && unit_fail=1
+fi
+echo "unit: $unit_pass passed, $unit_fail failed"
+
+echo "== kernel suite (User-Mode Linux)"
+Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$@" 2>&1 | tee "$log/kernel.txt"
+kernel_rc=${PIPESTATUS[0]}
+summary=$(grep -E "^kernel: [0-9]+ passed, [0-9]+ failed" "$log/kernel.txt" | tail -1 || true)
+if [[ -z $summary ]]; then
+    echo "kernel suite did not run to its summary (exit $kernel_rc): that is a failure"
+    kernel_pass=0
+    kernel_fail=1
+else
+    kernel_pass=$(sed -E 's/^kernel: ([0-9]+) passed.*/\1/' <<<"$summary")
+    kernel_fail=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
+    if ((kernel_rc != 0 && kernel_fail == 0)); then kernel_fail=1; fi
+    if ((kernel_pass == 0 && kernel_fail == 0)); then kernel_fail=1; fi
+fi
+
+echo "unit: $unit_pass passed, $unit_fail failed"
+echo "kernel: $kernel_pass passed, $kernel_fail failed"
+echo "total: $((unit_pass + kernel_pass)) passed, $((unit_fail + kernel_fail)) failed"
+((unit_fail + kernel_fail == 0))
