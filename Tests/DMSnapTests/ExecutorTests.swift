@@ -1,0 +1,833 @@
+import Foundation
+import Testing
+@testable import DMSnap
+
+// MARK: - the executor on hand-made plans
+
+@Suite("Executor: undo stack")
+struct ExecutorUndoTests {
+    let fx = SnapFixture(devices: 1, mounted: [0])
+    let live = Fx.live(0)
+    let scratch = mkName("scratch")
+    let mp = Fx.mountPoint(0)
+
+    func run(_ plan: Plan, failing: @escaping @Sendable (String) -> Bool) -> ExecutionError? {
+        fx.dm.resetTrace()
+        fx.dm.failWhen = failing
+        defer { fx.dm.failWhen = nil }
+        do {
+            try fx.manager.executor.run(plan)
+            Issue.record("plan did not fail")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    var createScratch: Step { Step(.create(scratch, uuid: "", table: mkTable("0 8 error"), hidden: true), undo: [.remove(scratch)]) }
+
+    @Test func beforeCommitEverythingIsUndoneInReverse() throws {
+        let plan = Plan(steps: [
+            createScratch,
+            Step(.load(live, Fx.original(0)), undo: [.clearInactive(live)]),
+            Step(.freeze(mp), undo: [.thaw(mp)]),
+            Step(.suspend(live, lockfs: false), undo: [.clearInactive(live), .resume(live)]),
+            Step(.syncFilesystem(mp)),
+            Step(.resume(live)),
+        ])
+        let e = try #require(run(plan) { $0 == "syncfs /mnt/0" })
+        #expect(e.step == .syncFilesystem(mp))
+        #expect(!e.committed)
+        #expect(e.rolledBack)
+        #expect(e.cause.contains("injected"))
+        #expect(e.description.hasSuffix("everything was rolled back"))
+        #expect(fx.dm.trace == ["create scratch hidden", "load vg0-live linear", "freeze /mnt/0", "suspend vg0-live nolockfs",
+                                "syncfs /mnt/0",
+                                "clear vg0-live", "resume vg0-live", "thaw /mnt/0", "clear vg0-live", "remove scratch"])
+        fx.expectSafe()
+        #expect(fx.dm.device(scratch) == nil)
+    }
+
+    @Test func afterCommitOnlySuspendsAndFreezesAreUndone() throws {
+        let plan = Plan(steps: [
+            createScratch,
+            Step(.load(live, Fx.original(0)), undo: [.clearInactive(live)]),
+            Step(.freeze(mp), undo: [.thaw(mp)]),
+            Step(.suspend(live, lockfs: false), undo: [.clearInactive(live), .resume(live)]),
+            Step(.syncFilesystem(mp)),
+        ], commitIndex: 3)
+        let e = try #require(run(plan) { $0 == "syncfs /mnt/0" })
+        #expect(e.committed)
+        #expect(!e.rolledBack)
+        #expect(!e.rollbackIncomplete)
+        #expect(e.description.contains("after the point of no return"))
+        #expect(Array(fx.dm.trace.suffix(3)) == ["clear vg0-live", "resume vg0-live", "thaw /mnt/0"])
+        #expect(fx.dm.device(scratch) != nil, "a committed plan keeps what it made")
+        fx.expectSafe()
+    }
+
+    @Test func resumeAndThawEndTheNeedToUndoSuspendAndFreeze() throws {
+        let plan = Plan(steps: [
+            Step(.freeze(mp), undo: [.thaw(mp)]),
+            Step(.suspend(live, lockfs: false), undo: [.clearInactive(live), .resume(live)]),
+            Step(.resume(live)),
+            Step(.thaw(mp)),
+            Step(.syncFilesystem(mp)),
+        ], commitIndex: 0)
+        let e = try #require(run(plan) { $0 == "syncfs /mnt/0" })
+        #expect(e.committed)
+        #expect(e.leftovers.isEmpty, "\(e.leftovers)")
+        #expect(fx.dm.trace.last == "syncfs /mnt/0", "nothing to undo: \(fx.dm.trace)")
+        fx.expectSafe()
+    }
+
+    @Test func everyCompensationIsTriedAndFailuresAreReported() throws {
+        let plan = Plan(steps: [
+            createScratch,
+            Step(.freeze(mp), undo: [.thaw(mp)]),
+            Step(.suspend(live, lockfs: false), undo: [.clearInactive(live), .resume(live)]),
+            Step(.syncFilesystem(mp)),
+        ])
+        let e = try #require(run(plan) { $0 == "syncfs /mnt/0" || $0 == "clear vg0-live" || $0 == "thaw /mnt/0" })
+        #expect(e.rollbackIncomplete)
+        #expect(!e.rolledBack)
+        #expect(e.leftovers.map(\.action) == [.clearInactive(live), .thaw(mp)])
+        #expect(e.leftovers.allSatisfy { $0.error.contains("injected") })
+        #expect(e.fixCommands == ["dmsetup clear vg0-live", "fsfreeze -u /mnt/0"])
+        #expect(e.description.contains("rollback incomplete"))
+        #expect(fx.dm.trace.contains("resume vg0-live"), "resume must follow a failed clear")
+        #expect(fx.dm.device(scratch) == nil, "compensations after a failed one still run")
+        #expect(fx.dm.device(live)?.suspended == false)
+        #expect(fx.dm.frozen == [mp])
+        #expect(fx.runFixCommands(e.fixCommands).isEmpty)
+        fx.expectSafe()
+    }
+
+    @Test func storeFailuresAreReportedAndUndone() throws {
+        let set = SnapshotSet(name: mkSetName("x"), created: Date(), phase: .taking, chunk: 8, members: [])
+        let plan = Plan(steps: [createScratch, Step(.save(set), undo: [.deleteState(set.name)]), Step(.syncFilesystem(mp))])
+        fx.store.failSave = { _ in true }
+        let e = try #require(run(plan) { _ in false })
+        #expect(e.step == .save(set))
+        #expect(e.cause == "memory:x: injected")
+        #expect(e.rolledBack)
+        #expect(fx.dm.device(scratch) == nil)
+        #expect(fx.store.sets.isEmpty)
+    }
+
+    @Test func observerSeesStepsAndCompensations() throws {
+        let plan = Plan(steps: [createScratch, Step(.syncFilesystem(mp))])
+        final class Seen: @unchecked Sendable { var actions: [Action] = [] }
+        let seen = Seen()
+        fx.manager.executor.observer = { seen.actions.append($0) }
+        _ = run(plan) { $0.hasPrefix("syncfs") }
+        #expect(seen.actions == [plan.steps[0].action, .syncFilesystem(mp), .remove(scratch)])
+    }
+}
+
+// MARK: - take
+
+@Suite("Take through the manager")
+struct TakeTests {
+    @Test(arguments: [SetConfig(1, mounted: [0]), SetConfig(1), SetConfig(3, mounted: [0, 2])])
+    func buildsTheSnapshotStack(_ c: SetConfig) throws {
+        let fx = SnapFixture(c)
+        let before = fx.world
+        let set = try #require(fx.take(chunk: "8k"))
+        #expect(set.phase == .active)
+        for k in fx.all {
+            let base = try #require(fx.dm.device(Fx.base(k)), "no base for vg\(k)")
+            #expect(base.live == Fx.original(k))
+            #expect(base.uuid == "DMSNAP-s-base\(k)")
+            #expect(base.inactive == nil)
+            let live = try #require(fx.dm.device(Fx.live(k)))
+            #expect(live.number == before.devices[Fx.live(k)]?.number, "the live device keeps its number")
+            #expect(live.live == mkTable("0 131072 snapshot \(base.number) \(Fx.cowNumber(k)) P 16"))
+            #expect(live.inactive == nil)
+            #expect((fx.dm.blocks[Fx.cow(k)]?.zeroedHeader ?? 0) >= 8192, "COW header not wiped")
+        }
+        fx.expectSafe()
+        let stored = try #require(fx.store.sets[mkSetName("s")])
+        #expect(stored.phase == .active)
+        #expect(stored.members.map(\.device) == fx.all.map(Fx.live))
+
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get()
+        #expect(status.count == 1)
+        #expect(status.first?.state == .active)
+        #expect(status.first?.devices.map(\.state) == fx.all.map { _ in .active })
+        #expect(status.first?.devices.map(\.device) == fx.all.map { Fx.live($0).value })
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status() }.get() == status)
+
+        // The trace: syncfs before the window; the window holds nothing but freeze/suspend/resume/thaw.
+        let trace = fx.dm.trace
+        let start = try #require(trace.firstIndex { ["freeze", "suspend"].contains(Fx.verb($0)) })
+        let end = try #require(trace.lastIndex { ["thaw", "resume"].contains(Fx.verb($0)) })
+        let window = trace[start...end].map(Fx.verb)
+        let rank = ["freeze": 0, "suspend": 1, "resume": 2, "thaw": 3]
+        #expect(window.allSatisfy { rank[$0] != nil }, "window: \(Array(trace[start...end]))")
+        #expect(window.compactMap { rank[$0] } == window.compactMap { rank[$0] }.sorted())
+        let syncs = trace.indices.filter { Fx.verb(trace[$0]) == "syncfs" }
+        #expect(syncs.count == c.mounted.count)
+        #expect(syncs.allSatisfy { $0 < start })
+        for k in fx.all {
+            #expect(trace.contains("suspend vg\(k)-live\(c.mounted.contains(k) ? " nolockfs" : "")"))
+        }
+    }
+
+    /// The take plan names the new base by path (`/dev/mapper/NAME-dmsnap-base`) in the snapshot
+    /// table; Planner.takeTable's comment says "the executor resolves (see Executor.resolveBases)",
+    /// but no such code exists, and FakeDeviceMapper (unlike the kernel) refuses a path there.
+    @Test func takeOnTheBareFake() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0], bare: true)
+        let before = fx.world
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+        withKnownIssue("base named by path in the snapshot table; Executor.resolveBases does not exist") {
+            #expect(result.isSuccess, "\(result)")
+            #expect(fx.dm.device(Fx.live(0))?.live == fx.snapshotTable(0))
+        }
+        fx.expectSafe()
+        if !result.isSuccess { #expect(fx.world == before, "a failed take is rolled back") }
+    }
+
+    static let sweep = [SetConfig(1), SetConfig(1, mounted: [0]), SetConfig(2), SetConfig(2, mounted: [0, 1]),
+                        SetConfig(2, mounted: [1]), SetConfig(3), SetConfig(3, mounted: [0, 1, 2]), SetConfig(3, mounted: [0, 2])]
+
+    @Test(arguments: sweep)
+    func failureAtEveryCall(_ c: SetConfig) throws {
+        let ref = SnapFixture(c)
+        let pristine = ref.world
+        try #require(ref.take() != nil)
+        let taken = ref.world
+        let calls = ref.dm.trace.count
+
+        var outcomes: [String: Int] = [:]
+        var stuck: [String] = []
+        for i in 0..<calls {
+            let fx = SnapFixture(c)
+            fx.dm.failAtCall = i
+            let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+            fx.dm.failAtCall = nil
+            let line = i < fx.dm.trace.count ? fx.dm.trace[i] : "(not reached)"
+            let ctx = "[\(c), failing call \(i): \(line)]"
+            fx.expectSafe(ctx)
+            switch result {
+            case .success:
+                // Only a lookup the planner can do without may be swallowed.
+                #expect(Fx.isRead(line), "injected failure of a mutating call ignored \(ctx)")
+                #expect(fx.world == taken, "\(ctx)\n\(fx.world)")
+                outcomes["ignored \(Fx.verb(line))", default: 0] += 1
+            case let .failure(.inspect(message)):
+                #expect(Fx.isRead(line), "\(ctx): \(message)")
+                #expect(message.contains("injected"), "\(ctx): \(message)")
+                #expect(fx.world == pristine, "\(ctx)\n\(fx.world)")
+                outcomes["inspect", default: 0] += 1
+            case let .failure(.refused(e)):
+                #expect(Fx.isRead(line), "a failed \(Fx.verb(line)) reported as refused \(ctx): \(e)")
+                #expect(e.description.contains(errnoDescription(EIO)), "\(ctx): \(e)")
+                #expect(fx.world == pristine, "\(ctx)\n\(fx.world)")
+                outcomes["refused after failed \(Fx.verb(line))", default: 0] += 1
+            case let .failure(.failed(e)):
+                #expect(!Fx.isRead(line), "\(ctx)")
+                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                #expect(e.cause.contains("injected"), "\(ctx): \(e)")
+                #expect(e.leftovers.isEmpty, "\(ctx): \(e)")
+                if e.committed {
+                    #expect(fx.world.devices == taken.devices, "every device runs its snapshot \(ctx)\n\(fx.world)")
+                    let stored = fx.store.sets[mkSetName("s")]
+                    #expect(stored != nil, "\(ctx)")
+                    if stored?.phase != .active { stuck.append("\(line) → phase \(stored?.phase.rawValue ?? "none")") }
+                    outcomes["failed after commit", default: 0] += 1
+                } else {
+                    #expect(e.rolledBack, "\(ctx)")
+                    #expect(fx.world == pristine, "rolled back \(ctx)\n\(fx.world)")
+                    for k in fx.all {
+                        #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k), "\(ctx)")
+                        #expect(fx.dm.device(Fx.base(k)) == nil, "\(ctx)")
+                    }
+                    #expect(fx.store.sets.isEmpty, "\(ctx)")
+                    outcomes["rolled back", default: 0] += 1
+                }
+            case let .failure(other):
+                Issue.record("unexpected \(other) \(ctx)")
+            }
+        }
+        print("take sweep \(c): \(calls) fault points; \(outcomes.sorted { $0.key < $1.key })")
+        withKnownIssue("after a failure past the commit (a thaw), the set stays recorded as 'taking'") {
+            #expect(stuck.isEmpty, "\(stuck)")
+        } when: { !stuck.isEmpty }
+    }
+
+    /// A thaw failing after every device runs its snapshot: the take is done (and the thaw retried),
+    /// but the executor stops, so the set stays `taking`, which status calls incomplete and merge and
+    /// discard refuse, pointing at a 'dmsnap recover' command that does not exist.
+    @Test func thawFailureAfterCommitLeavesAUsableSet() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        fx.dm.failWhen = { $0 == "thaw /mnt/0" }
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+        fx.dm.failWhen = nil
+        let e = try #require(result.executionError)
+        #expect(e.committed)
+        #expect(e.step == .thaw("/mnt/0"))
+        #expect(fx.dm.trace.suffix(2) == ["thaw /mnt/1", "thaw /mnt/0"], "both thawed on the way out: \(fx.dm.trace)")
+        fx.expectSafe()
+        for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == fx.snapshotTable(k)) }
+        withKnownIssue("set left in phase 'taking' after commit; no roll-forward, no 'dmsnap recover'") {
+            #expect(fx.store.sets[mkSetName("s")]?.phase == .active)
+            #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        }
+    }
+
+    @Test func storeFailuresDuringTake() throws {
+        // Recording the set before the window fails: everything is rolled back.
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        let before = fx.world
+        fx.store.failSave = { $0.phase == .taking }
+        let e1 = try #require(attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }.executionError)
+        #expect(e1.rolledBack)
+        #expect(fx.world == before)
+        #expect(!fx.dm.trace.contains { ["freeze", "suspend"].contains(Fx.verb($0)) }, "the window never opened")
+
+        // Recording it active fails after commit: the snapshot stands, nothing is frozen.
+        let fx2 = SnapFixture(devices: 1, mounted: [0])
+        fx2.store.failSave = { $0.phase == .active }
+        let e2 = try #require(attempt { () throws(DMSnapError) in try fx2.manager.take(fx2.request()) }.executionError)
+        #expect(e2.committed)
+        fx2.expectSafe()
+        #expect(fx2.dm.device(Fx.live(0))?.live == fx2.snapshotTable(0))
+        #expect(fx2.store.sets[mkSetName("s")]?.phase == .taking)
+    }
+}
+
+// MARK: - rollback incomplete
+
+@Suite("Rollback incomplete")
+struct RollbackIncompleteTests {
+    /// The trace index of `line` in a successful take of `config`.
+    static func index(of line: String, _ config: SetConfig) throws -> Int {
+        let ref = SnapFixture(config)
+        try #require(ref.take() != nil)
+        return try #require(ref.dm.trace.firstIndex(of: line))
+    }
+
+    static func isFixCommand(_ command: String) -> Bool {
+        ["dmsetup ", "fsfreeze ", "dd if=/dev/zero "].contains { command.hasPrefix($0) }
+    }
+
+    @Test func failedClearAndRemoveAreReportedWithFixCommands() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        let before = fx.world
+        fx.dm.failWhen = { $0.hasPrefix("suspend vg0-live") || $0 == "clear vg0-live" }
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+        fx.dm.failWhen = nil
+        let e = try #require(result.executionError, "\(result)")
+        #expect(e.step == .suspend(Fx.live(0), lockfs: false))
+        #expect(!e.committed)
+        #expect(e.rollbackIncomplete)
+        // The inactive snapshot table could not be cleared, so the base it names cannot be removed.
+        #expect(e.leftovers.map(\.action) == [.clearInactive(Fx.live(0)), .remove(Fx.base(0))])
+        #expect(e.fixCommands == ["dmsetup clear vg0-live", "dmsetup remove vg0-live-dmsnap-base"])
+        #expect(e.fixCommands.allSatisfy(Self.isFixCommand))
+        #expect(e.description.contains("rollback incomplete: clear inactive table of vg0-live failed"))
+        fx.expectSafe()
+        #expect(fx.store.sets.isEmpty)
+
+        #expect(fx.runFixCommands(e.fixCommands).isEmpty)
+        #expect(fx.world == before, "the fix commands finish the rollback\n\(fx.world)")
+    }
+
+    @Test func resumeIsAttemptedWhenTheClearBeforeItFails() throws {
+        let config = SetConfig(1, mounted: [0])
+        let resumeAt = try Self.index(of: "resume vg0-live", config)
+        let fx = SnapFixture(config)
+        let before = fx.world
+        fx.dm.failAtCall = resumeAt
+        fx.dm.failWhen = { $0 == "clear vg0-live" }
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+        fx.dm.failAtCall = nil
+        fx.dm.failWhen = nil
+        let e = try #require(result.executionError, "\(result)")
+        #expect(e.step == .resume(Fx.live(0)))
+        #expect(!e.committed)
+        #expect(e.rollbackIncomplete)
+        #expect(e.leftovers.first?.action == .clearInactive(Fx.live(0)))
+        #expect(e.fixCommands.allSatisfy(Self.isFixCommand), "\(e.fixCommands)")
+        let trace = fx.dm.trace
+        let failedClear = try #require(trace.indices.first { $0 > resumeAt && trace[$0] == "clear vg0-live" })
+        #expect(trace[failedClear + 1] == "resume vg0-live", "resume right after the failed clear")
+        fx.expectSafe()
+
+        // That resume swapped in the snapshot table the clear should have dropped: vg0-live now runs a
+        // snapshot on the base, the set's record is gone, and the fix commands (clear, remove base)
+        // cannot undo it.
+        let failed = fx.runFixCommands(e.fixCommands)
+        withKnownIssue("a failed clearInactive before resume activates the new table; fixCommands do not restore it") {
+            #expect(fx.dm.device(Fx.live(0))?.live == Fx.original(0))
+            #expect(failed.isEmpty, "\(failed)")
+            #expect(fx.world == before)
+        }
+    }
+
+    @Test func failedThawIsReportedAsFsfreezeCommand() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        let before = fx.world
+        fx.dm.failWhen = { $0 == "suspend vg1-live nolockfs" || $0 == "thaw /mnt/1" }
+        let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }.executionError)
+        fx.dm.failWhen = nil
+        #expect(e.rollbackIncomplete)
+        #expect(e.leftovers.map(\.action) == [.thaw("/mnt/1")])
+        #expect(e.fixCommands == ["fsfreeze -u /mnt/1"])
+        #expect(fx.dm.frozen == ["/mnt/1"])
+        #expect(fx.dm.devices.values.allSatisfy { !$0.suspended })
+        #expect(fx.runFixCommands(e.fixCommands).isEmpty)
+        #expect(fx.world == before)
+    }
+
+    @Test func failedResumeIsReported() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        let before = fx.world
+        fx.dm.failWhen = { $0 == "resume vg0-live" }
+        let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }.executionError)
+        fx.dm.failWhen = nil
+        #expect(e.step == .resume(Fx.live(0)))
+        #expect(e.leftovers.map(\.action) == [.resume(Fx.live(0))])
+        #expect(e.fixCommands == ["dmsetup resume vg0-live"])
+        #expect(fx.dm.frozen.isEmpty, "the thaw still ran")
+        #expect(fx.runFixCommands(e.fixCommands).isEmpty)
+        #expect(fx.world == before)
+    }
+
+    @Test func failedUndoDuringMergeFinish() throws {
+        let fx = SnapFixture(devices: 2)
+        try #require(fx.take() != nil)
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        let merging = fx.world
+        fx.dm.failWhen = { $0 == "resume vg1-live" || $0 == "load vg0-live snapshot-merge" }
+        let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.executionError)
+        fx.dm.failWhen = nil
+        #expect(!e.committed)
+        #expect(e.leftovers.map(\.action).first.map(fxVerb) == "load")
+        #expect(e.fixCommands.first?.hasPrefix("dmsetup load vg0-live --table '0 131072 snapshot-merge ") == true, "\(e.fixCommands)")
+        fx.expectSafe()
+        #expect(fx.runFixCommands(e.fixCommands).isEmpty)
+        withKnownIssue("the load/suspend/resume undo is reported one action at a time; running only the failed load leaves it inactive") {
+            #expect(fx.world == merging, "\(fx.world)")
+        }
+    }
+}
+
+// MARK: - merge
+
+@Suite("Merge through the manager")
+struct MergeTests {
+    @Test func progressRisesToOneAndFinishWaitsForIt() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        let pristine = fx.world
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(0)] = "1040/65536 24"
+        var fractions: [Double] = []
+        var tablesAtPoll: [String] = []
+        var pollAt: [Int] = []
+        let result = attempt { () throws(DMSnapError) in
+            try fx.manager.merge("s") { p in
+                fractions.append(p.fraction)
+                pollAt.append(fx.dm.trace.count)
+                tablesAtPoll.append(fx.dm.device(Fx.live(0))?.live?.targets.first?.type ?? "-")
+                #expect(fx.dm.device(Fx.base(0)) != nil)
+                #expect(p.done == (p.remaining == 0))
+                switch fractions.count {
+                case 1: fx.dm.statusOverride[Fx.live(0)] = "532/65536 24"
+                case 2: fx.dm.statusOverride[Fx.live(0)] = "24/65536 24"
+                default: break
+                }
+            }
+        }
+        #expect(result.isSuccess, "\(result)")
+        #expect(fractions == [0, 0.5, 1])
+        #expect(tablesAtPoll == ["snapshot-merge", "snapshot-merge", "snapshot-merge"])
+        let restore = try #require(fx.dm.trace.firstIndex(of: "load vg0-live linear"))
+        #expect(restore >= pollAt.last ?? .max, "original table loaded before the merge completed")
+        #expect(fx.world.devices == pristine.devices)
+        #expect(fx.store.sets.isEmpty)
+        #expect((fx.dm.blocks[Fx.cow(0)]?.zeroedHeader ?? 0) >= 4096)
+        fx.expectSafe()
+    }
+
+    @Test func progressOverSeveralDevices() throws {
+        let fx = SnapFixture(devices: 2)
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(0)] = "316/65536 16"
+        fx.dm.statusOverride[Fx.live(1)] = "116/65536 16"
+        var fractions: [Double] = []
+        let result = attempt { () throws(DMSnapError) in
+            try fx.manager.merge("s") { p in
+                fractions.append(p.fraction)
+                if fractions.count == 1 {
+                    #expect(p.remaining == 400)
+                    #expect(p.total == 400)
+                    fx.dm.statusOverride[Fx.live(1)] = "16/65536 16"
+                } else {
+                    fx.dm.statusOverride[Fx.live(0)] = "16/65536 16"
+                }
+            }
+        }
+        #expect(result.isSuccess)
+        #expect(fractions == [0, 0.25, 1])
+    }
+
+    @Test(arguments: ["Invalid", "Overflow"])
+    func invalidSnapshotIsRefused(_ status: String) throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(1)] = status
+        fx.dm.resetTrace()
+        let before = fx.world
+        let result = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        let refusal = try #require(result.refusal, "\(result)")
+        #expect(refusal.description.contains("vg1-live"))
+        #expect(refusal.description.contains("invalid"))
+        #expect(fx.mutations.isEmpty, "\(fx.mutations)")
+        #expect(fx.world == before)
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get()
+        #expect(status.first?.state == .invalid)
+        #expect(status.first?.devices.map(\.state) == [.active, .invalid])
+    }
+
+    @Test func noWaitLeavesItMergingAndASecondCallFinishes() throws {
+        let fx = SnapFixture(devices: 2, mounted: [1])
+        let pristine = fx.world
+        try #require(fx.take() != nil)
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .merging)
+        for k in fx.all {
+            #expect(fx.dm.device(Fx.live(k))?.live == fx.snapshotTable(k, merge: true))
+            #expect(fx.dm.device(Fx.base(k)) != nil)
+        }
+        fx.expectSafe()
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first?.state == .merging)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        #expect(fx.world.devices == pristine.devices)
+        #expect(fx.store.sets.isEmpty)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.refusal?.description == "s: no such snapshot set")
+    }
+
+    @Test func mergeFailedMidwayIsReportedAndLeftInPlace() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(0)] = "1040/65536 24"
+        let result = attempt { () throws(DMSnapError) in
+            try fx.manager.merge("s") { _ in fx.dm.statusOverride[Fx.live(0)] = "Merge failed" }
+        }
+        guard case let .failure(.mergeFailed(message)) = result else {
+            Issue.record("expected mergeFailed, got \(result)")
+            return
+        }
+        #expect(message.contains("vg0-live"))
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .merging)
+        #expect(fx.dm.device(Fx.live(0))?.live == fx.snapshotTable(0, merge: true))
+        fx.expectSafe()
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first?.state == .mergeFailed)
+    }
+
+    static let sweep = [SetConfig(1), SetConfig(1, mounted: [0]), SetConfig(2, mounted: [0]), SetConfig(3),
+                        SetConfig(3, mounted: [0, 1, 2])]
+
+    @Test(arguments: sweep)
+    func failureAtEveryCall(_ c: SetConfig) throws {
+        let ref = SnapFixture(c)
+        let pristine = ref.world
+        try #require(ref.take() != nil)
+        let taken = ref.world
+        ref.dm.resetTrace()
+        try #require(attempt { () throws(DMSnapError) in try ref.manager.merge("s") }.isSuccess)
+        let baseline = ref.dm.trace
+        #expect(ref.world.devices == pristine.devices)
+        #expect(ref.store.sets.isEmpty)
+        // The start plan is the first run of mutating calls; later failures find the set merging.
+        let firstChange = try #require(baseline.firstIndex { !Fx.isRead($0) })
+        let startEnd = (baseline[firstChange...].firstIndex(where: Fx.isRead) ?? baseline.count) - 1
+        let merging: World = try {
+            let m = SnapFixture(c)
+            try #require(m.take() != nil)
+            try #require(attempt { () throws(DMSnapError) in try m.manager.merge("s", wait: false) }.isSuccess)
+            return m.world
+        }()
+
+        var outcomes: [String: Int] = [:]
+        var stuck: [String] = []
+        for i in baseline.indices {
+            let fx = SnapFixture(c)
+            try #require(fx.take() != nil)
+            fx.dm.resetTrace()
+            fx.dm.failAtCall = i
+            let result = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+            fx.dm.failAtCall = nil
+            let line = i < fx.dm.trace.count ? fx.dm.trace[i] : "(not reached)"
+            #expect(line == baseline[i])
+            let ctx = "[\(c), failing call \(i): \(line)]"
+            fx.expectSafe(ctx)
+            let before = i <= startEnd ? taken : merging
+            var inFinishAfterCommit = false
+            switch result {
+            case .success:
+                Issue.record("merge succeeded despite \(ctx)")
+            case let .failure(.inspect(message)):
+                #expect(Fx.isRead(line), "\(ctx): \(message)")
+                #expect(fx.world == before, "\(ctx)\n\(fx.world)")
+                outcomes["inspect", default: 0] += 1
+            case let .failure(.failed(e)):
+                #expect(!Fx.isRead(line), "\(ctx)")
+                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                #expect(e.leftovers.isEmpty, "\(ctx): \(e)")
+                if e.committed {
+                    inFinishAfterCommit = i > startEnd
+                    outcomes[i > startEnd ? "failed after commit (finish)" : "failed after commit (start)", default: 0] += 1
+                } else {
+                    #expect(e.rolledBack, "\(ctx)")
+                    #expect(fx.world == before, "unchanged \(ctx)\n\(fx.world)")
+                    outcomes["rolled back", default: 0] += 1
+                }
+            case let .failure(other):
+                Issue.record("unexpected \(other) \(ctx)")
+            }
+            // Roll forward: running merge again completes it.
+            let again = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+            fx.expectSafe(ctx)
+            if again.isSuccess {
+                #expect(fx.world.devices == pristine.devices, "\(ctx)\n\(fx.world)")
+                #expect(fx.store.sets.isEmpty, "\(ctx)")
+            } else if inFinishAfterCommit {
+                stuck.append("\(line): \(again)")
+            } else {
+                Issue.record("re-running merge failed after \(ctx): \(again)")
+            }
+        }
+        print("merge sweep \(c): \(baseline.count) fault points; \(outcomes.sorted { $0.key < $1.key })")
+        withKnownIssue("a merge whose finish failed after its commit cannot be completed by running merge again") {
+            #expect(stuck.isEmpty, "\(stuck)")
+        } when: { !stuck.isEmpty }
+    }
+
+    /// Removing a base fails after every device runs its original table again: the set stays
+    /// `merging`, and merge then refuses ("no longer runs its snapshot; run 'dmsnap recover'").
+    @Test func finishInterruptedAfterCommitCanBeCompleted() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        let pristine = fx.world
+        try #require(fx.take() != nil)
+        fx.dm.failWhen = { $0 == "remove vg1-live-dmsnap-base" }
+        let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.executionError)
+        fx.dm.failWhen = nil
+        #expect(e.committed)
+        fx.expectSafe()
+        for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k)) }
+        let again = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        withKnownIssue("no roll-forward for a finished merge whose clean-up failed") {
+            #expect(again.isSuccess, "\(again)")
+            #expect(fx.world.devices == pristine.devices)
+            #expect(fx.store.sets.isEmpty)
+        }
+    }
+}
+
+// MARK: - discard
+
+@Suite("Discard through the manager")
+struct DiscardTests {
+    @Test func refusedWhileMountedOrOpen() throws {
+        let fx = SnapFixture(devices: 2, mounted: [1])
+        try #require(fx.take() != nil)
+        fx.dm.resetTrace()
+        let before = fx.world
+        let mounted = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+        #expect(mounted.refusal?.description == "vg1-live: is mounted on /mnt/1; unmount it before discarding")
+        #expect(fx.mutations.isEmpty)
+        #expect(fx.world == before)
+
+        // Unmounted, but still held open (a process has it open).
+        fx.dm.mountTable.removeAll { $0.mountPoint == "/mnt/1" }
+        let open = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+        #expect(open.refusal?.description == "vg1-live: is open (1 users); close it before discarding")
+        #expect(fx.mutations.isEmpty)
+    }
+
+    @Test func restoresTheOriginalTablesOnceUnmounted() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        try #require(fx.take() != nil)
+        fx.dm.unmount("/mnt/0")
+        fx.dm.unmount("/mnt/1")
+        let unmounted = fx.world
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.isSuccess)
+        for k in fx.all {
+            #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k))
+            #expect(fx.dm.device(Fx.base(k)) == nil)
+            #expect((fx.dm.blocks[Fx.cow(k)]?.zeroedHeader ?? 0) >= 4096)
+            #expect(fx.dm.device(Fx.live(k))?.number == unmounted.devices[Fx.live(k)]?.number)
+        }
+        #expect(fx.store.sets.isEmpty)
+        fx.expectSafe()
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status() }.get().isEmpty)
+    }
+
+    @Test func mergingSetCannotBeDiscarded() throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take() != nil)
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        let result = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+        #expect(result.refusal?.description == "s: set is merging; a merge cannot be discarded")
+    }
+
+    @Test(arguments: [SetConfig(1), SetConfig(2), SetConfig(3)])
+    func failureAtEveryCall(_ c: SetConfig) throws {
+        let ref = SnapFixture(c)
+        let pristine = ref.world
+        try #require(ref.take() != nil)
+        let taken = ref.world
+        ref.dm.resetTrace()
+        try #require(attempt { () throws(DMSnapError) in try ref.manager.discard("s") }.isSuccess)
+        let baseline = ref.dm.trace
+        #expect(ref.world.devices == pristine.devices)
+
+        var outcomes: [String: Int] = [:]
+        var rerun: [String: Int] = [:]
+        for i in baseline.indices {
+            let fx = SnapFixture(c)
+            try #require(fx.take() != nil)
+            fx.dm.resetTrace()
+            fx.dm.failAtCall = i
+            let result = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+            fx.dm.failAtCall = nil
+            let line = fx.dm.trace[i]
+            let ctx = "[\(c), failing call \(i): \(line)]"
+            fx.expectSafe(ctx)
+            var committed = false
+            switch result {
+            case .success:
+                Issue.record("discard succeeded despite \(ctx)")
+            case .failure(.inspect):
+                #expect(Fx.isRead(line), "\(ctx)")
+                #expect(fx.world == taken, "\(ctx)\n\(fx.world)")
+                outcomes["inspect", default: 0] += 1
+            case let .failure(.failed(e)):
+                #expect(!Fx.isRead(line), "\(ctx)")
+                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                #expect(e.leftovers.isEmpty, "\(ctx)")
+                committed = e.committed
+                if e.committed {
+                    for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k), "\(ctx)") }
+                    outcomes["failed after commit", default: 0] += 1
+                } else {
+                    #expect(e.rolledBack)
+                    #expect(fx.world == taken, "unchanged \(ctx)\n\(fx.world)")
+                    outcomes["rolled back", default: 0] += 1
+                }
+            case let .failure(other):
+                Issue.record("unexpected \(other) \(ctx)")
+            }
+            let again = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+            fx.expectSafe(ctx)
+            switch again {
+            case .success:
+                #expect(fx.world.devices == pristine.devices, "\(ctx)")
+                #expect(fx.store.sets.isEmpty)
+                rerun["completes", default: 0] += 1
+            case let .failure(.refused(e)) where committed:
+                #expect(e.description == "s: set was interrupted while discarding; run 'dmsnap recover s'", "\(ctx)")
+                rerun["refused after commit: \(e.reason)", default: 0] += 1
+            case let .failure(other):
+                Issue.record("re-running discard after \(ctx): \(other)")
+            }
+        }
+        print("discard sweep \(c): \(baseline.count) fault points; \(outcomes.sorted { $0.key < $1.key }); re-run: \(rerun.sorted { $0.key < $1.key })")
+    }
+
+    @Test func discardInterruptedAfterCommitCanBeCompleted() throws {
+        let fx = SnapFixture(devices: 1)
+        let pristine = fx.world
+        try #require(fx.take() != nil)
+        fx.dm.failWhen = { $0.hasPrefix("zero") }
+        let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.executionError)
+        fx.dm.failWhen = nil
+        #expect(e.committed)
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .discarding)
+        let again = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+        withKnownIssue("refused with 'run dmsnap recover s', a command that does not exist") {
+            #expect(again.isSuccess, "\(again)")
+            #expect(fx.world.devices == pristine.devices)
+        }
+    }
+}
+
+// MARK: - status JSON
+
+@Suite("Status JSON")
+struct StatusJSONTests {
+    struct DeviceJSON: Decodable {
+        var device: String
+        var base: String
+        var cow: String
+        var chunk_sectors: UInt64
+        var cow_total_sectors: UInt64
+        var cow_used_sectors: UInt64
+        var metadata_sectors: UInt64
+        var used_percent: Double
+        var state: String
+    }
+
+    struct SetJSON: Decodable {
+        var name: String
+        var state: String
+        var created: Double
+        var devices: [DeviceJSON]
+    }
+
+    @Test func keysAndNumbers() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        try #require(fx.take("nightly", chunk: "16k") != nil)
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status("nightly") }.get()
+        let data = try JSONEncoder().encode(status[0])
+
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(object.keys) == ["name", "state", "created", "devices"])
+        let devices = try #require(object["devices"] as? [[String: Any]])
+        #expect(devices.count == 2)
+        for d in devices {
+            #expect(Set(d.keys) == ["device", "base", "cow", "chunk_sectors", "cow_total_sectors", "cow_used_sectors",
+                                    "metadata_sectors", "used_percent", "state"])
+            for key in ["chunk_sectors", "cow_total_sectors", "cow_used_sectors", "metadata_sectors", "used_percent"] {
+                #expect(d[key] is NSNumber && !(d[key] is String), "\(key) is \(String(describing: d[key]))")
+            }
+        }
+
+        // Typed: numbers decode as numbers, strings as strings.
+        let decoded = try JSONDecoder().decode(SetJSON.self, from: data)
+        #expect(decoded.name == "nightly")
+        #expect(decoded.state == "active")
+        #expect(decoded.devices.map(\.device) == ["vg0-live", "vg1-live"])
+        #expect(decoded.devices.map(\.base) == ["vg0-live-dmsnap-base", "vg1-live-dmsnap-base"])
+        #expect(decoded.devices.map(\.cow) == ["/dev/loop10", "/dev/loop11"])
+        for d in decoded.devices {
+            #expect(d.chunk_sectors == 32)
+            #expect(d.cow_total_sectors == 65_536)
+            #expect(d.cow_used_sectors == 64)
+            #expect(d.metadata_sectors == 64)
+            #expect(d.used_percent == 0, "a fresh snapshot uses nothing")
+            #expect(d.state == "active")
+        }
+    }
+
+    @Test func usedPercentAndReasons() throws {
+        let fx = SnapFixture(devices: 2)
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(0)] = "16400/65536 16"
+        fx.dm.statusOverride[Fx.live(1)] = "Invalid"
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get()[0]
+        let object = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(status)) as? [String: Any])
+        #expect(object["state"] as? String == "invalid")
+        let devices = try #require(object["devices"] as? [[String: Any]])
+        #expect((devices[0]["used_percent"] as? NSNumber)?.doubleValue == 25.02)
+        #expect(devices[0]["reason"] == nil)
+        #expect(devices[1]["state"] as? String == "invalid")
+        #expect(devices[1]["used_percent"] is NSNull)
+        #expect(devices[1]["cow_used_sectors"] is NSNull)
+        #expect((devices[1]["reason"] as? String)?.contains("invalid") == true)
+    }
+}
