@@ -26,8 +26,20 @@ extension CLIError {
 
 /// The manager for the real kernel. With `DMSNAP_TRACE` set, every kernel step is printed to
 /// stderr with its time since start (`dmsnap: trace: +1.234 ms freeze /mnt`).
-func makeManager() -> SnapshotManager {
-    let manager = SnapshotManager()
+func makeManager(lockWait: Double = 5) throws -> SnapshotManager {
+    let env = ProcessInfo.processInfo.environment
+    let manager: SnapshotManager
+    if let fault = env["DMSNAP_TEST_FAULT"] {
+        // Test hook (see README): fail or kill at the N-th changing kernel call.
+        guard let mode = FaultInjector.mode(fault) else {
+            throw CLIError(message: "DMSNAP_TEST_FAULT: expected fail:N or kill:N, got '\(fault)'", status: .usage)
+        }
+        manager = SnapshotManager(dm: FaultInjector(LibDeviceMapper(), mode: mode), store: FileSetStore())
+        manager.lock = CommandLock()
+    } else {
+        manager = SnapshotManager()
+    }
+    manager.lockWait = lockWait
     if ProcessInfo.processInfo.environment["DMSNAP_TRACE"] != nil {
         let start = ContinuousClock.now
         manager.executor.observer = { action in
@@ -36,6 +48,15 @@ func makeManager() -> SnapshotManager {
         }
     }
     return manager
+}
+
+struct LockOptions: ParsableArguments {
+    @Option(name: .customLong("wait-lock"), help: "Seconds to wait for another running dmsnap command (default 5).")
+    var waitLock: Double = 5
+
+    func validate() throws {
+        guard waitLock >= 0, waitLock.isFinite else { throw ValidationError("--wait-lock must be a number of seconds ≥ 0") }
+    }
 }
 
 struct Take: ParsableCommand {
@@ -53,13 +74,14 @@ struct Take: ParsableCommand {
     @Option(help: "COW chunk size, a power of two from 4k to 512k (default 4k).") var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
     @Flag(help: "Print the new set as JSON.") var json = false
+    @OptionGroup var lock: LockOptions
 
     func run() throws {
         var parsed: [(device: String, cow: String)] = []
         for p in pairs {
             do { parsed.append(try TakeRequest.pair(p)) } catch { throw CLIError(message: error.description, status: .refused) }
         }
-        let manager = makeManager()
+        let manager = try makeManager(lockWait: lock.waitLock)
         let started = ContinuousClock.now
         do {
             try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force))
@@ -98,7 +120,7 @@ struct Status: ParsableCommand {
     }
 
     func run() throws {
-        let manager = makeManager()
+        let manager = try makeManager()
         let sets: [SetStatus]
         do { sets = try manager.status(set) } catch { throw CLIError(error) }
         if json {
@@ -163,6 +185,7 @@ struct Merge: ParsableCommand {
     @Argument(help: "The set.") var set: String
     @Flag(help: "Start the merge and return at once.") var noWait = false
     @Flag(help: "Print a JSON result.") var json = false
+    @OptionGroup var lock: LockOptions
 
     struct Result: Encodable {
         var set: String
@@ -171,7 +194,7 @@ struct Merge: ParsableCommand {
     }
 
     func run() throws {
-        let manager = makeManager()
+        let manager = try makeManager(lockWait: lock.waitLock)
         let started = ContinuousClock.now
         let bar = ProgressBar(enabled: Output.isTerminal && !json, label: "merging \(set)")
         do {
@@ -200,9 +223,11 @@ struct Discard: ParsableCommand {
 
     @Argument(help: "The set.") var set: String
     @Flag(help: "Print a JSON result.") var json = false
+    @OptionGroup var lock: LockOptions
 
     func run() throws {
-        do { try makeManager().discard(set) } catch { throw CLIError(error) }
+        let manager = try makeManager(lockWait: lock.waitLock)
+        do { try manager.discard(set) } catch { throw CLIError(error) }
         if json {
             struct Result: Encodable { var set: String; var state: String }
             try Output.json(Result(set: set, state: "discarded"))

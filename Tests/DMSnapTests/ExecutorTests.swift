@@ -41,7 +41,7 @@ struct ExecutorUndoTests {
         #expect(e.rolledBack)
         #expect(e.cause.contains("injected"))
         #expect(e.description.hasSuffix("everything was rolled back"))
-        #expect(fx.dm.trace == ["create scratch hidden", "load vg0-live linear", "freeze /mnt/0", "suspend vg0-live nolockfs",
+        #expect(fx.dm.trace == ["create scratch  hidden", "load vg0-live linear", "freeze /mnt/0", "suspend vg0-live nolockfs",
                                 "syncfs /mnt/0",
                                 "clear vg0-live", "resume vg0-live", "thaw /mnt/0", "clear vg0-live", "remove scratch"])
         fx.expectSafe()
@@ -162,6 +162,7 @@ struct TakeTests {
         let trace = fx.dm.trace
         let start = try #require(trace.firstIndex { ["freeze", "suspend"].contains(Fx.verb($0)) })
         let end = try #require(trace.lastIndex { ["thaw", "resume"].contains(Fx.verb($0)) })
+        try #require(start < end, "\(trace)")
         let window = trace[start...end].map(Fx.verb)
         let rank = ["freeze": 0, "suspend": 1, "resume": 2, "thaw": 3]
         #expect(window.allSatisfy { rank[$0] != nil }, "window: \(Array(trace[start...end]))")
@@ -201,7 +202,6 @@ struct TakeTests {
         let calls = ref.dm.trace.count
 
         var outcomes: [String: Int] = [:]
-        var stuck: [String] = []
         for i in 0..<calls {
             let fx = SnapFixture(c)
             fx.dm.failAtCall = i
@@ -227,16 +227,21 @@ struct TakeTests {
                 #expect(fx.world == pristine, "\(ctx)\n\(fx.world)")
                 outcomes["refused after failed \(Fx.verb(line))", default: 0] += 1
             case let .failure(.failed(e)):
-                #expect(!Fx.isRead(line), "\(ctx)")
-                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                fx.expectStepFailure(e, at: i, ctx)
                 #expect(e.cause.contains("injected"), "\(ctx): \(e)")
                 #expect(e.leftovers.isEmpty, "\(ctx): \(e)")
                 if e.committed {
                     #expect(fx.world.devices == taken.devices, "every device runs its snapshot \(ctx)\n\(fx.world)")
                     let stored = fx.store.sets[mkSetName("s")]
                     #expect(stored != nil, "\(ctx)")
-                    if stored?.phase != .active { stuck.append("\(line) → phase \(stored?.phase.rawValue ?? "none")") }
-                    outcomes["failed after commit", default: 0] += 1
+                    outcomes["failed after commit, phase \(stored?.phase.rawValue ?? "none")", default: 0] += 1
+                    if stored?.phase != .active {
+                        // The set says 'taking'; status calls it incomplete and points at recover.
+                        let recovered = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+                        #expect(recovered.isSuccess, "recover after \(ctx): \(recovered)")
+                        #expect(fx.world == taken, "recovered \(ctx)\n\(fx.world)")
+                        fx.expectSafe(ctx)
+                    }
                 } else {
                     #expect(e.rolledBack, "\(ctx)")
                     #expect(fx.world == pristine, "rolled back \(ctx)\n\(fx.world)")
@@ -252,29 +257,33 @@ struct TakeTests {
             }
         }
         print("take sweep \(c): \(calls) fault points; \(outcomes.sorted { $0.key < $1.key })")
-        withKnownIssue("after a failure past the commit (a thaw), the set stays recorded as 'taking'") {
-            #expect(stuck.isEmpty, "\(stuck)")
-        } when: { !stuck.isEmpty }
     }
 
     /// A thaw failing after every device runs its snapshot: the take is done (and the thaw retried),
-    /// but the executor stops, so the set stays `taking`, which status calls incomplete and merge and
-    /// discard refuse, pointing at a 'dmsnap recover' command that does not exist.
-    @Test func thawFailureAfterCommitLeavesAUsableSet() throws {
-        let fx = SnapFixture(devices: 2, mounted: [0, 1])
-        fx.dm.failWhen = { $0 == "thaw /mnt/0" }
+    /// but the executor stops, so the set stays `taking`; merge refuses and points at recover,
+    /// which makes it active.
+    @Test func thawFailureAfterCommitIsRecovered() throws {
+        let config = SetConfig(2, mounted: [0, 1])
+        let thawAt = try RollbackIncompleteTests.index(of: "thaw /mnt/0", config)
+        let fx = SnapFixture(config)
+        fx.dm.failAtCall = thawAt
         let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
-        fx.dm.failWhen = nil
+        fx.dm.failAtCall = nil
         let e = try #require(result.executionError)
         #expect(e.committed)
         #expect(e.step == .thaw("/mnt/0"))
         #expect(fx.dm.trace.suffix(2) == ["thaw /mnt/1", "thaw /mnt/0"], "both thawed on the way out: \(fx.dm.trace)")
         fx.expectSafe()
         for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == fx.snapshotTable(k)) }
-        withKnownIssue("set left in phase 'taking' after commit; no roll-forward, no 'dmsnap recover'") {
-            #expect(fx.store.sets[mkSetName("s")]?.phase == .active)
-            #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
-        }
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .taking)
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first?.state == .incomplete)
+        let merge = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(merge.refusal?.description == "s: set was interrupted while taking; run 'dmsnap recover s'")
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.recover("s") }.isSuccess)
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .active)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        #expect(fx.store.sets.isEmpty)
+        fx.expectSafe()
     }
 
     @Test func storeFailuresDuringTake() throws {
@@ -351,9 +360,7 @@ struct RollbackIncompleteTests {
         #expect(e.rollbackIncomplete)
         #expect(e.leftovers.first?.action == .clearInactive(Fx.live(0)))
         #expect(e.fixCommands.allSatisfy(Self.isFixCommand), "\(e.fixCommands)")
-        let trace = fx.dm.trace
-        let failedClear = try #require(trace.indices.first { $0 > resumeAt && trace[$0] == "clear vg0-live" })
-        #expect(trace[failedClear + 1] == "resume vg0-live", "resume right after the failed clear")
+        #expect(fx.dm.trace.dropFirst(resumeAt + 1).contains("resume vg0-live"), "resume attempted: \(fx.dm.trace)")
         fx.expectSafe()
 
         // That resume swapped in the snapshot table the clear should have dropped: vg0-live now runs a
@@ -397,15 +404,28 @@ struct RollbackIncompleteTests {
     }
 
     @Test func failedUndoDuringMergeFinish() throws {
-        let fx = SnapFixture(devices: 2)
-        try #require(fx.take() != nil)
-        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        func mergingFixture() throws -> SnapFixture {
+            let fx = SnapFixture(devices: 2)
+            try #require(fx.take() != nil)
+            try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+            fx.dm.resetTrace()
+            return fx
+        }
+        let ref = try mergingFixture()
+        try #require(attempt { () throws(DMSnapError) in try ref.manager.merge("s") }.isSuccess)
+        let resumeAt = try #require(ref.dm.trace.firstIndex(of: "resume vg1-live"))
+
+        // The finish plan fails resuming vg1-live; putting vg0-live back on snapshot-merge fails too.
+        let fx = try mergingFixture()
         let merging = fx.world
-        fx.dm.failWhen = { $0 == "resume vg1-live" || $0 == "load vg0-live snapshot-merge" }
+        fx.dm.failAtCall = resumeAt
+        fx.dm.failWhen = { $0 == "load vg0-live snapshot-merge" }
         let e = try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.executionError)
+        fx.dm.failAtCall = nil
         fx.dm.failWhen = nil
+        #expect(e.step == .resume(Fx.live(1)))
         #expect(!e.committed)
-        #expect(e.leftovers.map(\.action).first.map(fxVerb) == "load")
+        #expect(e.leftovers.first?.action == .load(Fx.live(0), try #require(merging.devices[Fx.live(0)]?.live)))
         #expect(e.fixCommands.first?.hasPrefix("dmsetup load vg0-live --table '0 131072 snapshot-merge ") == true, "\(e.fixCommands)")
         fx.expectSafe()
         #expect(fx.runFixCommands(e.fixCommands).isEmpty)
@@ -553,7 +573,7 @@ struct MergeTests {
         }()
 
         var outcomes: [String: Int] = [:]
-        var stuck: [String] = []
+        var rerun: [String: Int] = [:]
         for i in baseline.indices {
             let fx = SnapFixture(c)
             try #require(fx.take() != nil)
@@ -575,8 +595,7 @@ struct MergeTests {
                 #expect(fx.world == before, "\(ctx)\n\(fx.world)")
                 outcomes["inspect", default: 0] += 1
             case let .failure(.failed(e)):
-                #expect(!Fx.isRead(line), "\(ctx)")
-                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                fx.expectStepFailure(e, at: i, ctx)
                 #expect(e.leftovers.isEmpty, "\(ctx): \(e)")
                 if e.committed {
                     inFinishAfterCommit = i > startEnd
@@ -589,27 +608,31 @@ struct MergeTests {
             case let .failure(other):
                 Issue.record("unexpected \(other) \(ctx)")
             }
-            // Roll forward: running merge again completes it.
+            // Roll forward: running merge again completes it; once the finish has committed, merge
+            // refuses and points at recover, which completes it.
             let again = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
             fx.expectSafe(ctx)
-            if again.isSuccess {
-                #expect(fx.world.devices == pristine.devices, "\(ctx)\n\(fx.world)")
-                #expect(fx.store.sets.isEmpty, "\(ctx)")
-            } else if inFinishAfterCommit {
-                stuck.append("\(line): \(again)")
-            } else {
-                Issue.record("re-running merge failed after \(ctx): \(again)")
+            switch again {
+            case .success:
+                rerun["merge completes", default: 0] += 1
+            case let .failure(.refused(e)) where inFinishAfterCommit && e.description.hasSuffix("run 'dmsnap recover s'"):
+                let recovered = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+                #expect(recovered.isSuccess, "recover after \(ctx): \(recovered)")
+                fx.expectSafe(ctx)
+                rerun["merge refused, recover completes", default: 0] += 1
+            case let .failure(other):
+                Issue.record("re-running merge after \(ctx): \(other)")
             }
+            #expect(fx.world.devices == pristine.devices, "\(ctx)\n\(fx.world)")
+            #expect(fx.store.sets.isEmpty, "\(ctx)")
         }
-        print("merge sweep \(c): \(baseline.count) fault points; \(outcomes.sorted { $0.key < $1.key })")
-        withKnownIssue("a merge whose finish failed after its commit cannot be completed by running merge again") {
-            #expect(stuck.isEmpty, "\(stuck)")
-        } when: { !stuck.isEmpty }
+        print("merge sweep \(c): \(baseline.count) fault points; \(outcomes.sorted { $0.key < $1.key }); re-run: \(rerun.sorted { $0.key < $1.key })")
     }
 
     /// Removing a base fails after every device runs its original table again: the set stays
-    /// `merging`, and merge then refuses ("no longer runs its snapshot; run 'dmsnap recover'").
-    @Test func finishInterruptedAfterCommitCanBeCompleted() throws {
+    /// `merging`; merge then refuses ("no longer runs its snapshot; run 'dmsnap recover s'") and
+    /// recover finishes the clean-up.
+    @Test func finishInterruptedAfterCommitIsRecovered() throws {
         let fx = SnapFixture(devices: 2, mounted: [0])
         let pristine = fx.world
         try #require(fx.take() != nil)
@@ -619,12 +642,16 @@ struct MergeTests {
         #expect(e.committed)
         fx.expectSafe()
         for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k)) }
+        #expect(fx.store.sets[mkSetName("s")]?.phase == .merging)
         let again = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
-        withKnownIssue("no roll-forward for a finished merge whose clean-up failed") {
-            #expect(again.isSuccess, "\(again)")
-            #expect(fx.world.devices == pristine.devices)
-            #expect(fx.store.sets.isEmpty)
-        }
+        // vg0's base is gone already, vg1's is not.
+        #expect(again.refusal?.description == "s: base device vg0-live-dmsnap-base does not exist; run 'dmsnap recover s'")
+        let recovered = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+        #expect(recovered.isSuccess, "\(recovered)")
+        #expect(fx.world.devices == pristine.devices)
+        #expect(fx.store.sets.isEmpty)
+        for k in fx.all { #expect((fx.dm.blocks[Fx.cow(k)]?.zeroedHeader ?? 0) >= 4096) }
+        fx.expectSafe()
     }
 }
 
@@ -695,7 +722,8 @@ struct DiscardTests {
             fx.dm.failAtCall = i
             let result = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
             fx.dm.failAtCall = nil
-            let line = fx.dm.trace[i]
+            let line = i < fx.dm.trace.count ? fx.dm.trace[i] : "(not reached)"
+            #expect(line == baseline[i])
             let ctx = "[\(c), failing call \(i): \(line)]"
             fx.expectSafe(ctx)
             var committed = false
@@ -707,8 +735,7 @@ struct DiscardTests {
                 #expect(fx.world == taken, "\(ctx)\n\(fx.world)")
                 outcomes["inspect", default: 0] += 1
             case let .failure(.failed(e)):
-                #expect(!Fx.isRead(line), "\(ctx)")
-                #expect(fxVerb(e.step) == Fx.verb(line), "\(ctx): \(e)")
+                fx.expectStepFailure(e, at: i, ctx)
                 #expect(e.leftovers.isEmpty, "\(ctx)")
                 committed = e.committed
                 if e.committed {
@@ -731,7 +758,12 @@ struct DiscardTests {
                 rerun["completes", default: 0] += 1
             case let .failure(.refused(e)) where committed:
                 #expect(e.description == "s: set was interrupted while discarding; run 'dmsnap recover s'", "\(ctx)")
-                rerun["refused after commit: \(e.reason)", default: 0] += 1
+                let recovered = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+                #expect(recovered.isSuccess, "recover after \(ctx): \(recovered)")
+                #expect(fx.world.devices == pristine.devices, "\(ctx)")
+                #expect(fx.store.sets.isEmpty)
+                fx.expectSafe(ctx)
+                rerun["discard refused, recover completes", default: 0] += 1
             case let .failure(other):
                 Issue.record("re-running discard after \(ctx): \(other)")
             }
@@ -739,7 +771,7 @@ struct DiscardTests {
         print("discard sweep \(c): \(baseline.count) fault points; \(outcomes.sorted { $0.key < $1.key }); re-run: \(rerun.sorted { $0.key < $1.key })")
     }
 
-    @Test func discardInterruptedAfterCommitCanBeCompleted() throws {
+    @Test func discardInterruptedAfterCommitIsRecovered() throws {
         let fx = SnapFixture(devices: 1)
         let pristine = fx.world
         try #require(fx.take() != nil)
@@ -749,10 +781,11 @@ struct DiscardTests {
         #expect(e.committed)
         #expect(fx.store.sets[mkSetName("s")]?.phase == .discarding)
         let again = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
-        withKnownIssue("refused with 'run dmsnap recover s', a command that does not exist") {
-            #expect(again.isSuccess, "\(again)")
-            #expect(fx.world.devices == pristine.devices)
-        }
+        #expect(again.refusal?.description == "s: set was interrupted while discarding; run 'dmsnap recover s'")
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.recover("s") }.isSuccess)
+        #expect(fx.world.devices == pristine.devices)
+        #expect(fx.store.sets.isEmpty)
+        #expect((fx.dm.blocks[Fx.cow(0)]?.zeroedHeader ?? 0) >= 4096)
     }
 }
 

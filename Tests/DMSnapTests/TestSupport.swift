@@ -52,7 +52,7 @@ func fxVerb(_ action: Action) -> String {
     case .zeroHeader: "zero"
     case .syncFilesystem: "syncfs"
     case .freeze: "freeze"
-    case .thaw: "thaw"
+    case .thaw, .thawIfFrozen: "thaw"
     case .save: "save"
     case .deleteState: "delete"
     }
@@ -214,6 +214,19 @@ final class SnapFixture {
         let suspended = dm.devices.filter(\.value.suspended).keys.map(\.value).sorted()
         #expect(suspended.isEmpty, "left suspended: \(suspended) \(context)", sourceLocation: sourceLocation)
         #expect(dm.frozen.isEmpty, "left frozen: \(dm.frozen.sorted()) \(context)", sourceLocation: sourceLocation)
+    }
+
+    /// For a fault sweep: the plan step reported failed is the call that failed (call `i` of the
+    /// trace), or, for a read, one the executor made while running the plan (after a change).
+    func expectStepFailure(_ e: ExecutionError, at i: Int, _ context: String,
+                           sourceLocation: SourceLocation = #_sourceLocation) {
+        let line = i < dm.trace.count ? dm.trace[i] : "(not reached)"
+        if Fx.isRead(line) {
+            #expect(dm.trace.prefix(i).contains { !Fx.isRead($0) },
+                    "a read before any change reported as a failed step \(context): \(e)", sourceLocation: sourceLocation)
+        } else {
+            #expect(fxVerb(e.step) == Fx.verb(line), "\(context): \(e)", sourceLocation: sourceLocation)
+        }
     }
 
     /// Runs `ExecutionError.fixCommands` against the fake the way an admin would type them.

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A plan that failed: which step, why, and whether everything it did was undone.
 public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Leftover: Hashable, Sendable {
@@ -109,6 +113,8 @@ public final class Executor {
             case let .syncFilesystem(mp): try dm.syncFilesystem(mp)
             case let .freeze(mp): try dm.freeze(mp)
             case let .thaw(mp): try dm.thaw(mp)
+            case let .thawIfFrozen(mp):
+                do { try dm.thaw(mp) } catch where error.errno == EINVAL {}
             case .save, .deleteState: break
             }
         } catch {

@@ -31,6 +31,10 @@ public final class SnapshotManager {
     public let executor: Executor
     /// Time between status polls while waiting for a merge.
     public var pollInterval: Duration = .milliseconds(50)
+    /// Serialises changing commands between processes; nil for none (tests on the fake).
+    public var lock: CommandLock?
+    /// How long a changing command waits for another dmsnap to finish.
+    public var lockWait: Double = 5
 
     public init(dm: any DeviceMapperControl, store: any SetStore) {
         self.dm = dm
@@ -41,6 +45,7 @@ public final class SnapshotManager {
     /// The real kernel and the state directory.
     public convenience init() {
         self.init(dm: LibDeviceMapper(), store: FileSetStore())
+        lock = CommandLock()
     }
 
     func view(paths: [String] = [], probePaths: [String] = []) throws(DMSnapError) -> KernelView {
@@ -60,6 +65,18 @@ public final class SnapshotManager {
         return set
     }
 
+    /// Runs `body` holding the command lock (when there is one).
+    func locked<T>(_ body: () throws(DMSnapError) -> T) throws(DMSnapError) -> T {
+        guard let lock else { return try body() }
+        let acquired: Bool
+        do { acquired = try lock.acquire(waiting: lockWait) } catch { throw .inspect(error.description) }
+        guard acquired else {
+            throw .refused(PlanError("", "another dmsnap command is running (lock \(lock.path)); waited \(lockWait) s (see --wait-lock)"))
+        }
+        defer { lock.release() }
+        return try body()
+    }
+
     func execute(_ plan: Plan) throws(DMSnapError) {
         do { try executor.run(plan) } catch { throw .failed(error) }
     }
@@ -69,6 +86,11 @@ public final class SnapshotManager {
     /// Plans (refusing bad input before any change), then runs the take plan.
     @discardableResult
     public func take(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
+        guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+        return try locked { () throws(DMSnapError) -> SnapshotSet in try takeLocked(request) }
+    }
+
+    func takeLocked(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
         // Device paths are only stat'ed and asked for their size (no I/O: a device may be
         // suspended); COWs are probed too.
@@ -99,6 +121,11 @@ public final class SnapshotManager {
     /// Starts the merge of every member (no-op for members already merging). Returns the set.
     @discardableResult
     public func startMerge(_ name: String) throws(DMSnapError) -> SnapshotSet {
+        _ = try existing(name)
+        return try locked { () throws(DMSnapError) -> SnapshotSet in try startMergeLocked(name) }
+    }
+
+    func startMergeLocked(_ name: String) throws(DMSnapError) -> SnapshotSet {
         let set = try existing(name)
         let plan: Plan?
         let v = try view()
@@ -147,6 +174,10 @@ public final class SnapshotManager {
             if p.done { break }
             Thread.sleep(forTimeInterval: Double(pollInterval.components.attoseconds) / 1e18 + Double(pollInterval.components.seconds))
         }
+        try locked { () throws(DMSnapError) in try finishMergeLocked(name) }
+    }
+
+    func finishMergeLocked(_ name: String) throws(DMSnapError) {
         let plan: Plan
         let current = try existing(name)
         let v = try view()
@@ -157,10 +188,53 @@ public final class SnapshotManager {
     // MARK: discard
 
     public func discard(_ name: String) throws(DMSnapError) {
+        _ = try existing(name)
+        try locked { () throws(DMSnapError) in try discardLocked(name) }
+    }
+
+    func discardLocked(_ name: String) throws(DMSnapError) {
         let set = try existing(name)
         let plan: Plan
         let v = try view()
         do { plan = try Planner.discard(set, view: v) } catch { throw .refused(error) }
         try execute(plan)
+    }
+}
+
+extension SnapshotManager {
+    /// Brings sets a killed dmsnap left half-way to a consistent state: resumes suspended
+    /// devices, then finishes or undoes the interrupted step, and thaws. Idempotent. Returns one
+    /// line per set saying what it did.
+    public func recover(_ name: String? = nil) throws(DMSnapError) -> [String] {
+        guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+        let names: [String]
+        if let name {
+            names = [try existing(name).name.value]
+        } else {
+            do { names = try store.list().map(\.name.value) } catch { throw .inspect(error.description) }
+        }
+        var report: [String] = []
+        for n in names {
+            let (line, needsMerge) = try locked { () throws(DMSnapError) -> (String, Bool) in try recoverLocked(n) }
+            if needsMerge { try merge(n) }
+            report.append(line)
+        }
+        return report
+    }
+
+    func recoverLocked(_ name: String) throws(DMSnapError) -> (String, Bool) {
+        let set = try existing(name)
+        let first: Plan
+        let v1 = try view()
+        do { first = try Planner.resumeStage(set, view: v1) } catch { throw .refused(error) }
+        try execute(first)
+        let settlement: Planner.Settlement
+        let v2 = try view()
+        do { settlement = try Planner.settleStage(set, view: v2) } catch { throw .refused(error) }
+        try execute(settlement.plan)
+        var line = settlement.summary
+        let resumed = first.steps.count
+        if resumed > 0 { line += " (resumed \(resumed) suspended device\(resumed == 1 ? "" : "s"))" }
+        return (line, settlement.needsMerge)
     }
 }

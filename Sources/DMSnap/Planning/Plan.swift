@@ -10,6 +10,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     case syncFilesystem(String)
     case freeze(String)
     case thaw(String)
+    /// Thaw that succeeds when the filesystem was not frozen (recovery does not know).
+    case thawIfFrozen(String)
     case save(SnapshotSet)
     case deleteState(SetName)
 
@@ -25,6 +27,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .syncFilesystem(m): "sync filesystem \(m)"
         case let .freeze(m): "freeze \(m)"
         case let .thaw(m): "thaw \(m)"
+        case let .thawIfFrozen(m): "thaw \(m) if frozen"
         case let .save(s): "record set \(s.name) as \(s.phase.rawValue)"
         case let .deleteState(n): "delete record of set \(n)"
         }
@@ -42,7 +45,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .zeroHeader(p, b): "dd if=/dev/zero of=\(p) bs=\(b) count=1 oflag=sync"
         case let .syncFilesystem(m): "sync -f \(m)"
         case let .freeze(m): "fsfreeze -f \(m)"
-        case let .thaw(m): "fsfreeze -u \(m)"
+        case let .thaw(m), let .thawIfFrozen(m): "fsfreeze -u \(m)"
         case let .save(s): "(dmsnap state: set \(s.name) should be recorded as \(s.phase.rawValue))"
         case let .deleteState(n): "rm \(FileSetStore.defaultDirectory)/\(n).json"
         }

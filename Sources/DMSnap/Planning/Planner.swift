@@ -182,20 +182,22 @@ public enum Planner {
     /// Bases are created and every table is loaded before the window; the window holds only
     /// freeze → suspend → resume, and commits once every device runs its snapshot table.
     static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
-        var steps: [Step] = []
+        // Recorded first, so a killed take can always be found and recovered.
+        var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
         let headerBytes = Int(max(set.chunk.bytes, minChunkBytes))
         for m in set.members {
             steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
         }
         for m in set.members {
-            steps.append(Step(.zeroHeader(m.cow, bytes: headerBytes)))
+            // Loading the snapshot table writes a header to the COW: a rollback zeroes it again,
+            // so the COW is left as this run found it after its own wipe (reusable, no stale header).
+            steps.append(Step(.zeroHeader(m.cow, bytes: headerBytes), undo: [.zeroHeader(m.cow, bytes: headerBytes)]))
         }
         // The base's number is only known after create; the table names it by path, which the
         // executor resolves (see Executor.resolveBases).
         for m in set.members {
             steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk)), undo: [.clearInactive(m.device)]))
         }
-        steps.append(Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)]))
         let mountPoints = set.members.map { view.mountPoints(of: $0.number).first }
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.syncFilesystem(mp))) }
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
