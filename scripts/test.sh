@@ -33,19 +33,40 @@ if ! grep -qE "Test run with [0-9]+ tests? .* passed" "$log/unit.txt"; then
 fi
 echo "unit: $unit_pass passed, $unit_fail failed"
 
-echo "== kernel suite (User-Mode Linux)"
-Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$@" 2>&1 | tee "$log/kernel.txt"
-kernel_rc=${PIPESTATUS[0]}
-summary=$(grep -E "^kernel: [0-9]+ passed, [0-9]+ failed" "$log/kernel.txt" | tail -1 || true)
-if [[ -z $summary ]]; then
-    echo "kernel suite did not run to its summary (exit $kernel_rc): that is a failure"
-    kernel_pass=0
+# The kernel suite runs in $SHARDS test kernels at once (one per core); they share the
+# tests through a queue directory, each test in the first kernel that claims it.
+SHARDS=${DMSNAP_KERNEL_SHARDS:-$(nproc)}
+((SHARDS >= 1)) || SHARDS=1
+echo "== kernel suite ($SHARDS User-Mode Linux kernels)"
+queue=$(mktemp -d /var/tmp/dmsnap-queue.XXXXXX)
+pids=()
+for ((i = 1; i <= SHARDS; i++)); do
+    DMSNAP_SUITE_QUEUE=$queue Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$@" >"$log/kernel-$i.txt" 2>&1 &
+    pids+=($!)
+done
+kernel_pass=0
+kernel_fail=0
+for ((i = 1; i <= SHARDS; i++)); do
+    rc=0
+    wait "${pids[i - 1]}" || rc=$?
+    echo "-- kernel $i"
+    cat "$log/kernel-$i.txt"
+    summary=$(grep -E "^kernel: [0-9]+ passed, [0-9]+ failed" "$log/kernel-$i.txt" | tail -1 || true)
+    if [[ -z $summary ]]; then
+        echo "kernel $i did not run to its summary (exit $rc): that is a failure"
+        kernel_fail=$((kernel_fail + 1))
+        continue
+    fi
+    p=$(sed -E 's/^kernel: ([0-9]+) passed.*/\1/' <<<"$summary")
+    f=$(sed -E 's/^kernel: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")
+    if ((rc != 0 && f == 0)); then f=1; fi
+    kernel_pass=$((kernel_pass + p))
+    kernel_fail=$((kernel_fail + f))
+done
+rm -rf "$queue"
+if ((kernel_pass + kernel_fail == 0)); then
+    echo "the kernel suite ran no test: that is a failure"
     kernel_fail=1
-else
-    kernel_pass=$(sed -E 's/^kernel: ([0-9]+) passed.*/\1/' <<<"$summary")
-    kernel_fail=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
-    if ((kernel_rc != 0 && kernel_fail == 0)); then kernel_fail=1; fi
-    if ((kernel_pass == 0 && kernel_fail == 0)); then kernel_fail=1; fi
 fi
 
 echo "unit: $unit_pass passed, $unit_fail failed"

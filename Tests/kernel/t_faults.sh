@@ -188,9 +188,10 @@ test_lock_makes_second_command_wait_or_fail() {
     cow=$(fx cow "${T_PREFIX}cow" 16M)
     mkdir -p /run/lock/dmsnap
     # hold the lock from outside for 3 s
-    flock /run/lock/dmsnap/dmsnap.lock sleep 3 &
-    local holder=$!
-    sleep 0.5
+    flock /run/lock/dmsnap/dmsnap.lock sh -c "touch '$T_DIR/locked'; sleep 4" &
+    local holder=$! i
+    for ((i = 0; i < 100; i++)); do [[ -e $T_DIR/locked ]] && break; sleep 0.1; done
+    assert_file_exists "$T_DIR/locked" "the lock holder did not start"
     local before
     before=$(kernel_state)
     assert_exit 3 "take while locked (short wait)" -- "$DMSNAP" take s1 "$live=$cow" --wait-lock 0.5

@@ -7,6 +7,9 @@ public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible
     public struct Leftover: Hashable, Sendable {
         public var action: Action
         public var error: String
+        /// The rest of the same compensation: re-run after fixing `action` (they ran, but
+        /// without `action` they could not do their part).
+        public var then: [Action] = []
     }
 
     public var step: Action
@@ -32,7 +35,7 @@ public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible
     }
 
     /// The commands an admin runs to finish what rollback could not.
-    public var fixCommands: [String] { leftovers.map(\.action.manualCommand) }
+    public var fixCommands: [String] { leftovers.flatMap { [$0.action] + $0.then }.map(\.manualCommand) }
 }
 
 /// Runs plans against the kernel with an undo stack. On failure before the commit point it undoes
@@ -86,17 +89,36 @@ public final class Executor {
                 default: continue
                 }
             }
-            for action in entry.undo {
+            for (i, action) in entry.undo.enumerated() {
                 do {
                     try perform(action)
                 } catch {
                     // Keep going: the remaining actions (a resume above all) matter even more
                     // when an earlier one failed; never leave a device suspended.
-                    leftovers.append(.init(action: action, error: error.description))
+                    leftovers.append(.init(action: action, error: error.description, then: Array(entry.undo[(i + 1)...])))
                 }
             }
         }
         return leftovers
+    }
+
+    /// Snapshot tables name a base made in the same plan by `/dev/mapper/NAME`; the kernel
+    /// reports it back as MAJ:MIN, so load it that way (the record then compares equal).
+    func resolvingDevicePaths(_ table: Table) throws(DeviceMapperError) -> Table {
+        var out = table
+        for (i, t) in table.targets.enumerated() where t.type.hasPrefix("snapshot") {
+            var fields = t.params.split(separator: " ").map(String.init)
+            for (j, f) in fields.enumerated() where f.hasPrefix("/dev/mapper/") {
+                let name: DeviceName
+                do { name = try DeviceName(String(f.dropFirst("/dev/mapper/".count))) } catch {
+                    throw DeviceMapperError(call: "load", device: f, errno: EINVAL, detail: error.description)
+                }
+                guard let info = try dm.info(name) else { throw DeviceMapperError(call: "load", device: f, errno: ENXIO) }
+                fields[j] = info.number.description
+            }
+            out.targets[i].params = fields.joined(separator: " ")
+        }
+        return out
     }
 
     public func perform(_ action: Action) throws(ExecutorFailure) {
@@ -104,7 +126,7 @@ public final class Executor {
         do {
             switch action {
             case let .create(name, uuid, table, hidden): try dm.create(name, uuid: uuid, table: table, hidden: hidden)
-            case let .load(name, table): try dm.load(name, table: table)
+            case let .load(name, table): try dm.load(name, table: try resolvingDevicePaths(table))
             case let .clearInactive(name): try dm.clearInactive(name)
             case let .suspend(name, lockfs): try dm.suspend(name, lockfs: lockfs)
             case let .resume(name): try dm.resume(name)

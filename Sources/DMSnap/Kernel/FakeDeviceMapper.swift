@@ -99,6 +99,17 @@ public final class FakeDeviceMapper: DeviceMapperControl {
         }
     }
 
+    /// The number of a dm device named by `/dev/mapper/NAME` or `/dev/dm-N`.
+    private func dmNumber(_ path: String) -> DeviceNumber? {
+        if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))) {
+            return devices[name]?.number
+        }
+        if path.hasPrefix("/dev/dm-"), let minor = UInt32(path.dropFirst(8)) {
+            return devices.values.first { $0.number.minor == minor }?.number
+        }
+        return nil
+    }
+
     private func number(ofPath path: String) -> DeviceNumber? {
         if let n = blockNumbers[path] { return n }
         if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))) {
@@ -255,15 +266,23 @@ public final class FakeDeviceMapper: DeviceMapperControl {
 
     public func isClaimed(_ path: String) throws(DeviceMapperError) -> Bool {
         try record("claimed \(path)", device: path, call: "open")
-        guard let b = blocks[path], let n = blockNumbers[path] else {
+        let n: DeviceNumber
+        var claimed = false
+        if let b = blocks[path], let number = blockNumbers[path] {
+            n = number
+            claimed = b.claimed
+        } else if let number = dmNumber(path) {
+            n = number
+        } else {
             throw DeviceMapperError(call: "open", device: path, errno: ENOENT)
         }
         let heldByDM = devices.values.contains { d in [d.live, d.inactive].compactMap { $0 }.contains { references($0).contains(n) } }
-        return b.claimed || heldByDM || mountTable.contains { $0.number == n }
+        return claimed || heldByDM || mountTable.contains { $0.number == n }
     }
 
     public func probeSignature(_ path: String) throws(DeviceMapperError) -> String? {
         try record("probe \(path)", device: path, call: "blkid probe")
+        guard blocks[path] != nil || dmNumber(path) != nil else { throw DeviceMapperError(call: "blkid probe", device: path, errno: ENOENT) }
         return blocks[path]?.signature
     }
 

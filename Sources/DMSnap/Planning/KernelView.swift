@@ -71,16 +71,18 @@ public struct KernelView: Sendable {
             view.devices[entry.name] = Device(info: info, table: table, dependencies: deps, status: status)
         }
         view.mounts = try dm.mounts()
-        for path in Set(paths + probePaths) {
-            do {
-                let block = try dm.blockDevice(at: path)
-                view.blocks[path] = .success(block)
-                if probePaths.contains(path), view.device(numbered: block.number)?.1.info.suspended != true {
-                    view.claimed[path] = try dm.isClaimed(path)
-                    if let sig = try dm.probeSignature(path) { view.signatures[path] = sig }
-                }
-            } catch {
+        var seen: Set<String> = []
+        for path in paths + probePaths where seen.insert(path).inserted {
+            let block: BlockDeviceInfo
+            do { block = try dm.blockDevice(at: path) } catch {
+                // A missing or odd path is the user's input: the planner refuses it.
                 view.blocks[path] = .failure(error)
+                continue
+            }
+            view.blocks[path] = .success(block)
+            if probePaths.contains(path), view.device(numbered: block.number)?.1.info.suspended != true {
+                view.claimed[path] = try dm.isClaimed(path)
+                if let sig = try dm.probeSignature(path) { view.signatures[path] = sig }
             }
         }
         return view

@@ -194,7 +194,7 @@ public enum Planner {
             steps.append(Step(.zeroHeader(m.cow, bytes: headerBytes), undo: [.zeroHeader(m.cow, bytes: headerBytes)]))
         }
         // The base's number is only known after create; the table names it by path, which the
-        // executor resolves (see Executor.resolveBases).
+        // executor turns into MAJ:MIN before loading (see Executor.resolvingDevicePaths).
         for m in set.members {
             steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk)), undo: [.clearInactive(m.device)]))
         }
@@ -202,8 +202,11 @@ public enum Planner {
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.syncFilesystem(mp))) }
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
         for (m, mp) in zip(set.members, mountPoints) {
+            // Undo loads the live table again rather than clearing: if that load fails, the
+            // resume that must follow (never leave a device suspended) still cannot swap in a
+            // half-made table unnoticed — the failure is reported with its fix.
             steps.append(Step(.suspend(m.device, lockfs: mp == nil),
-                              undo: [.clearInactive(m.device), .resume(m.device)]))
+                              undo: [.load(m.device, m.originalTable), .resume(m.device)]))
         }
         for m in set.members {
             steps.append(Step(.resume(m.device),
@@ -281,7 +284,8 @@ public enum Planner {
         }
         steps.append(Step(.save(set.with(phase: .merging)), undo: [.save(set)]))
         for m in toStart {
-            steps.append(Step(.suspend(m.device, lockfs: true), undo: [.clearInactive(m.device), .resume(m.device)]))
+            let current = m.snapshotTable(baseNumber: baseNumber(m, view), chunk: set.chunk, merge: false)
+            steps.append(Step(.suspend(m.device, lockfs: true), undo: [.load(m.device, current), .resume(m.device)]))
         }
         let commit = steps.count - 1
         for m in toStart { steps.append(Step(.resume(m.device))) }
@@ -335,7 +339,8 @@ public enum Planner {
         }
         if !merge { steps.append(Step(.save(set.with(phase: .discarding)), undo: [.save(set)])) }
         for m in set.members {
-            steps.append(Step(.suspend(m.device, lockfs: true), undo: [.clearInactive(m.device), .resume(m.device)]))
+            let current = m.snapshotTable(baseNumber: baseNumber(m, view), chunk: set.chunk, merge: merge)
+            steps.append(Step(.suspend(m.device, lockfs: true), undo: [.load(m.device, current), .resume(m.device)]))
         }
         for m in set.members {
             let back = m.snapshotTable(baseNumber: baseNumber(m, view), chunk: set.chunk, merge: merge)

@@ -58,6 +58,9 @@ extension Planner {
             }
             steps += clearInactive() + thaw
             steps += set.members.filter { view.devices[$0.base] != nil }.map { Step(.remove($0.base)) }
+            // A loaded snapshot table writes its header to the COW; the take wiped it first, so
+            // wipe it again: the COW is reusable as the take found it.
+            steps += set.members.map { Step(.zeroHeader($0.cow, bytes: headerBytes)) }
             steps.append(Step(.deleteState(set.name)))
             return Settlement(plan: Plan(steps: steps, commitIndex: -1), summary: "undid the interrupted take of set \(set.name)")
         case .active:
