@@ -79,22 +79,28 @@ test_fault_at_every_take_call() {
     echo "take fault points tried: $tried" >&2
 }
 
-test_fault_at_every_merge_and_discard_call() {
-    setup_two
-    local n rc total_m total_d tried=0 s1 s2
-    # reference runs to count calls
+# reference_counts: sets TOTAL_M and TOTAL_D, the changing calls of a successful merge and
+# discard of the two-device set (devices mounted again afterwards).
+reference_counts() {
     assert_exit 0 "take" -- "$DMSNAP" take ref "$D1=$C1" "$D2=$C2"
-    head -c 2M /dev/urandom >"$M1/g"
+    head -c 1M /dev/urandom >"$M1/g"
     sync
     assert_exit 0 "reference merge" -- env DMSNAP_TRACE=1 "$DMSNAP" merge ref
-    total_m=$(count_calls "$T_OUT")
+    TOTAL_M=$(count_calls "$T_OUT")
     assert_exit 0 "take" -- "$DMSNAP" take ref "$D1=$C1" "$D2=$C2"
     umount "$M1" "$M2"
     assert_exit 0 "reference discard" -- env DMSNAP_TRACE=1 "$DMSNAP" discard ref
-    total_d=$(count_calls "$T_OUT")
+    TOTAL_D=$(count_calls "$T_OUT")
     mount "/dev/mapper/$D1" "$M1"
     mount "/dev/mapper/$D2" "$M2"
-    log "merge makes $total_m changing calls, discard $total_d"
+    log "merge makes $TOTAL_M changing calls, discard $TOTAL_D"
+    ((TOTAL_M >= 8 && TOTAL_D >= 6)) || fail "too few calls counted: $TOTAL_M $TOTAL_D"
+}
+
+test_fault_at_every_merge_call() {
+    setup_two
+    reference_counts
+    local n rc total_m=$TOTAL_M tried=0 s1 s2
     for ((n = 1; n <= total_m; n++)); do
         tried=$((tried + 1))
         assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
@@ -117,6 +123,13 @@ test_fault_at_every_merge_and_discard_call() {
         assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "linear linear" "merge fail:$n: not finished"
         assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge fail:$n: data changed after recovery"
     done
+    echo "merge fault points tried: $tried" >&2
+}
+
+test_fault_at_every_discard_call() {
+    setup_two
+    reference_counts
+    local n rc total_d=$TOTAL_D tried=0 s1 s2
     for ((n = 1; n <= total_d; n++)); do
         tried=$((tried + 1))
         assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
@@ -140,7 +153,7 @@ test_fault_at_every_merge_and_discard_call() {
         mount "/dev/mapper/$D1" "$M1"
         mount "/dev/mapper/$D2" "$M2"
     done
-    echo "merge+discard fault points tried: $tried" >&2
+    echo "discard fault points tried: $tried" >&2
 }
 
 test_kill_at_every_take_step_then_recover() {
@@ -201,4 +214,126 @@ test_lock_makes_second_command_wait_or_fail() {
     wait "$holder"
     umount "$mnt"
     assert_exit 0 "discard" -- "$DMSNAP" discard s1
+}
+
+# kill -9 at every changing call of merge and of discard, then 'dmsnap recover': the set ends
+# merged (every write kept) or discarded (exactly the frozen image).
+test_kill_at_every_merge_step_then_recover() {
+    setup_two
+    reference_counts
+    local n rc total_m=$TOTAL_M tried=0 s1 s2
+    for ((n = 1; n <= total_m; n++)); do
+        tried=$((tried + 1))
+        assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
+        head -c 1M /dev/urandom >"$M1/k$n"
+        sync
+        s1=$(fx checksum "$M1")
+        s2=$(fx checksum "$M2")
+        rc=0
+        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP" merge s1 >"$T_DIR/out" 2>&1 || rc=$?
+        ((rc == 137)) || fail "merge kill:$n: expected SIGKILL (137), got $rc: $(cat "$T_DIR/out")"
+        assert_exit 0 "merge kill:$n recover" -- "$DMSNAP" recover s1
+        log "merge kill:$n -> $T_OUT"
+        no_suspended "merge kill:$n"
+        not_frozen "$M1" "merge kill:$n"
+        if "$DMSNAP" status s1 >/dev/null 2>&1; then
+            assert_exit 0 "merge kill:$n merge again" -- "$DMSNAP" merge s1
+        fi
+        assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "linear linear" "merge kill:$n: not finished"
+        assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge kill:$n: data changed"
+    done
+    echo "merge kill points tried: $tried, all recovered" >&2
+}
+
+test_kill_at_every_discard_step_then_recover() {
+    setup_two
+    reference_counts
+    local n rc total_d=$TOTAL_D tried=0 s1 s2
+    for ((n = 1; n <= total_d; n++)); do
+        tried=$((tried + 1))
+        assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
+        s1=$(fx checksum "/dev/mapper/$D1-dmsnap-base")
+        s2=$(fx checksum "/dev/mapper/$D2-dmsnap-base")
+        head -c 1M /dev/urandom >"$M1/d$n"
+        umount "$M1" "$M2"
+        rc=0
+        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP" discard s1 >"$T_DIR/out" 2>&1 || rc=$?
+        ((rc == 137)) || fail "discard kill:$n: expected SIGKILL (137), got $rc: $(cat "$T_DIR/out")"
+        assert_exit 0 "discard kill:$n recover" -- "$DMSNAP" recover s1
+        log "discard kill:$n -> $T_OUT"
+        no_suspended "discard kill:$n"
+        if "$DMSNAP" status s1 >/dev/null 2>&1; then
+            # killed before the discard was recorded: the set is still active; discard it now
+            assert_exit 0 "discard kill:$n discard again" -- "$DMSNAP" discard s1
+        fi
+        assert_eq "$(fx checksum "/dev/mapper/$D1") $(fx checksum "/dev/mapper/$D2")" "$s1 $s2" "discard kill:$n: not the frozen image"
+        mount "/dev/mapper/$D1" "$M1"
+        mount "/dev/mapper/$D2" "$M2"
+    done
+    echo "discard kill points tried: $tried, all recovered" >&2
+}
+
+# A COW smaller than the changes: the kernel invalidates the snapshot; status says invalid,
+# merge refuses, discard (after unmount) restores the frozen image.
+test_cow_overflow() {
+    local live=${T_PREFIX}live mnt=$T_DIR/mnt cow
+    fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
+    cow=$(fx cow "${T_PREFIX}cow" 1M)
+    head -c 2M /dev/urandom >"$mnt/a"
+    sync
+    assert_exit 0 "take" -- "$DMSNAP" take s1 "$live=$cow"
+    local frozen
+    frozen=$(fx checksum "$(base_of "$live")")
+    # more changes than the COW holds: the writes start failing once it overflows
+    dd if=/dev/urandom of="$mnt/big" bs=1M count=8 conv=fsync status=none 2>/dev/null || true
+    sync 2>/dev/null || true
+    assert_exit 0 "status" -- "$DMSNAP" status s1 --json
+    printf '%s' "$T_OUT" >"$T_DIR/s.json"
+    assert_eq "$(json "$T_DIR/s.json" 'd["state"], d["devices"][0]["state"]')" "invalid invalid"
+    assert_contains "$(json "$T_DIR/s.json" 'd["devices"][0]["reason"]')" "overflowed"
+    assert_exit 3 "merge of an invalid set is refused" -- "$DMSNAP" merge s1
+    assert_contains "$T_OUT" "invalid"
+    assert_contains "$(dmsetup table "$live")" " snapshot " "refused merge changed the table"
+    umount "$mnt" 2>/dev/null || umount -l "$mnt"
+    assert_exit 0 "discard" -- "$DMSNAP" discard s1
+    assert_eq "$(fx checksum "/dev/mapper/$live")" "$frozen" "discard did not restore the frozen image"
+}
+
+# I/O errors on the COW (a dm-flakey device that fails every I/O): a clean error, the state is
+# reported, nothing hangs, and the frozen image is intact.
+test_cow_io_errors() {
+    local live=${T_PREFIX}live mnt=$T_DIR/mnt loop flakey=${T_PREFIX}flakey sectors
+    fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
+    loop=$(fx cow "${T_PREFIX}cow" 16M)
+    sectors=$(blockdev --getsz "$loop")
+    dmsetup create "$flakey" --table "0 $sectors flakey $loop 0 1000 0"
+    head -c 1M /dev/urandom >"$mnt/a"
+    sync
+    assert_exit 0 "take on a flakey COW" -- "$DMSNAP" take s1 "$live=/dev/mapper/$flakey"
+    local frozen
+    frozen=$(fx checksum "$(base_of "$live")")
+    # from now on every I/O to the COW fails
+    dmsetup load "$flakey" --table "0 $sectors flakey $loop 0 0 1000"
+    dmsetup suspend "$flakey"
+    dmsetup resume "$flakey"
+    timeout 60 dd if=/dev/urandom of="$mnt/b" bs=1M count=4 conv=fsync status=none 2>/dev/null || true
+    assert_exit 0 "status reports the failure" -- timeout 60 "$DMSNAP" status s1 -o state --noheadings
+    assert_contains "$T_OUT" "invalid"
+    assert_exit 3 "merge refused" -- timeout 60 "$DMSNAP" merge s1
+    umount "$mnt" 2>/dev/null || umount -l "$mnt"
+    # discard restores the tables; wiping the COW header fails while the COW errors: reported
+    rc=0
+    timeout 60 "$DMSNAP" discard s1 >"$T_DIR/out" 2>&1 || rc=$?
+    log "discard on a failing COW -> exit $rc: $(cat "$T_DIR/out")"
+    ((rc != 124)) || fail "discard hung"
+    if ((rc != 0)); then
+        assert_eq "$(grep -c . "$T_DIR/out")" 1 "error is not one line"
+        dmsetup load "$flakey" --table "0 $sectors flakey $loop 0 1000 0"
+        dmsetup suspend "$flakey"
+        dmsetup resume "$flakey"
+        assert_exit 0 "recover once the COW works" -- "$DMSNAP" recover s1
+    fi
+    assert_exit 3 "set gone" -- "$DMSNAP" status s1
+    assert_eq "$(fx checksum "/dev/mapper/$live")" "$frozen" "not the frozen image"
+    dmsetup remove "$flakey"
 }
