@@ -64,6 +64,17 @@ for ((i = 1; i <= SHARDS; i++)); do
     kernel_fail=$((kernel_fail + f))
 done
 rm -rf "$queue"
+
+echo "== reboot test (two boots of the test kernel over the same backing files)"
+Tests/kernel/reboot.sh 2>&1 | tee "$log/reboot.txt"
+summary=$(grep -E "^reboot: [0-9]+ passed, [0-9]+ failed" "$log/reboot.txt" | tail -1 || true)
+if [[ -z $summary ]]; then
+    echo "the reboot test did not run to its summary: that is a failure"
+    kernel_fail=$((kernel_fail + 1))
+else
+    kernel_pass=$((kernel_pass + $(sed -E 's/^reboot: ([0-9]+) passed.*/\1/' <<<"$summary")))
+    kernel_fail=$((kernel_fail + $(sed -E 's/^reboot: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")))
+fi
 if ((kernel_pass + kernel_fail == 0)); then
     echo "the kernel suite ran no test: that is a failure"
     kernel_fail=1

@@ -9,7 +9,7 @@ struct DMSnapCommand: ParsableCommand {
         abstract: "Consistent, online device-mapper snapshots of a set of block devices.",
         discussion: ExitStatus.helpText,
         version: DMSnapVersion.string,
-        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Devices.self]
+        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Devices.self]
     )
 
     /// Runs the command and maps every error to one line on stderr and a documented exit status.

@@ -91,3 +91,25 @@ test_take_bad_input_changes_nothing() {
     mount "/dev/mapper/$live" "$mnt"
     assert_eq "$(fx checksum "$mnt")" "$sum" "data changed by refused commands"
 }
+
+test_state_directory_is_private_and_guarded() {
+    local live=${T_PREFIX}live cow
+    fx create "$live" 32M --fs ext4 >/dev/null
+    cow=$(fx cow "${T_PREFIX}cow" 8M)
+    mkdir -p "$T_DIR/real"
+    chmod 700 "$T_DIR/real"
+    ln -s "$T_DIR/real" "$T_DIR/link"
+    local before
+    before=$(kernel_state)
+    assert_exit 3 "symlinked state dir" -- env DMSNAP_STATE_DIR="$T_DIR/link" "$DMSNAP" take s1 "$live=$cow"
+    assert_contains "$T_OUT" "symlink"
+    chmod 777 "$T_DIR/real"
+    assert_exit 3 "world-writable state dir" -- env DMSNAP_STATE_DIR="$T_DIR/real" "$DMSNAP" take s1 "$live=$cow"
+    assert_contains "$T_OUT" "writable by others"
+    assert_eq "$(kernel_state)" "$before" "refused take changed the kernel"
+    # a fresh state dir is made 0700, the set file 0600
+    assert_exit 0 "take" -- env DMSNAP_STATE_DIR="$T_DIR/fresh/state" "$DMSNAP" take s1 "$live=$cow"
+    assert_eq "$(stat -c %a "$T_DIR/fresh/state")" 700
+    assert_eq "$(stat -c %a "$T_DIR/fresh/state/s1.json")" 600
+    assert_exit 0 "discard" -- env DMSNAP_STATE_DIR="$T_DIR/fresh/state" "$DMSNAP" discard s1
+}

@@ -33,6 +33,8 @@ public protocol DeviceMapperControl: AnyObject {
     func isClaimed(_ path: String) throws(DeviceMapperError) -> Bool
     /// The first filesystem / RAID / LVM / partition-table signature libblkid finds, if any.
     func probeSignature(_ path: String) throws(DeviceMapperError) -> String?
+    /// Reads the first `bytes` bytes (fewer if the device is smaller).
+    func readHeader(_ path: String, bytes: Int) throws(DeviceMapperError) -> [UInt8]
     /// Writes `bytes` zero bytes at offset 0 and syncs them.
     func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError)
     func mounts() throws(DeviceMapperError) -> [MountEntry]

@@ -28,6 +28,8 @@ public final class FakeDeviceMapper: DeviceMapperControl {
         public var claimed = false
         /// Bytes at the start that were zeroed by `zeroHeader`.
         public var zeroedHeader = 0
+        /// What `readHeader` returns (zero-padded or cut to the size asked).
+        public var header: [UInt8] = []
     }
 
     public var isPrivileged = true
@@ -286,11 +288,19 @@ public final class FakeDeviceMapper: DeviceMapperControl {
         return blocks[path]?.signature
     }
 
+    public func readHeader(_ path: String, bytes: Int) throws(DeviceMapperError) -> [UInt8] {
+        try record("read \(path) \(bytes)", device: path, call: "read")
+        if let b = blocks[path] { return Array((b.header + [UInt8](repeating: 0, count: bytes)).prefix(bytes)) }
+        if dmNumber(path) != nil { return [UInt8](repeating: 0, count: bytes) }
+        throw DeviceMapperError(call: "open", device: path, errno: ENOENT)
+    }
+
     public func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError) {
         try record("zero \(path) \(bytes)", device: path, call: "write header")
         guard var b = blocks[path] else { throw DeviceMapperError(call: "open", device: path, errno: ENOENT) }
         b.zeroedHeader = max(b.zeroedHeader, bytes)
         b.signature = nil
+        b.header = [UInt8](repeating: 0, count: bytes) + b.header.dropFirst(bytes)
         blocks[path] = b
     }
 

@@ -76,6 +76,9 @@ public final class FaultInjector: DeviceMapperControl {
     public func blockDevice(at path: String) throws(DeviceMapperError) -> BlockDeviceInfo { try inner.blockDevice(at: path) }
     public func isClaimed(_ path: String) throws(DeviceMapperError) -> Bool { try inner.isClaimed(path) }
     public func probeSignature(_ path: String) throws(DeviceMapperError) -> String? { try inner.probeSignature(path) }
+    public func readHeader(_ path: String, bytes: Int) throws(DeviceMapperError) -> [UInt8] {
+        try inner.readHeader(path, bytes: bytes)
+    }
     public func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError) {
         try changing("write header", path)
         try inner.zeroHeader(path, bytes: bytes)

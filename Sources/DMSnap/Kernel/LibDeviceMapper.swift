@@ -265,6 +265,21 @@ public final class LibDeviceMapper: DeviceMapperControl {
         return "unknown signature"
     }
 
+    public func readHeader(_ path: String, bytes: Int) throws(DeviceMapperError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DeviceMapperError(call: "open", device: path, errno: errno) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: bytes)
+        var done = 0
+        while done < bytes {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, bytes - done, off_t(done)) }
+            if n < 0 { throw DeviceMapperError(call: "read", device: path, errno: errno) }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(buffer[0..<done])
+    }
+
     public func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DeviceMapperError(call: "open", device: path, errno: errno) }

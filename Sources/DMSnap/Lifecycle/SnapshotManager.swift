@@ -50,7 +50,10 @@ public final class SnapshotManager {
 
     func view(paths: [String] = [], probePaths: [String] = []) throws(DMSnapError) -> KernelView {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
-        do { return try KernelView.gather(dm, store: store, paths: paths, probePaths: probePaths) } catch {
+        do { return try KernelView.gather(dm, store: store, paths: paths, probePaths: probePaths) } catch let error as StoreError {
+            // An unsafe or unreadable state directory: refuse before touching the kernel.
+            throw .refused(PlanError(error.path, error.what))
+        } catch {
             throw .inspect("\(error)")
         }
     }
@@ -60,7 +63,7 @@ public final class SnapshotManager {
         do { setName = try SetName(name) } catch { throw .refused(PlanError("", error.description)) }
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
         let set: SnapshotSet?
-        do { set = try store.load(setName) } catch { throw .inspect(error.description) }
+        do { set = try store.load(setName) } catch { throw .refused(PlanError(error.path, error.what)) }
         guard let set else { throw .refused(PlanError(setName.value, "no such snapshot set")) }
         return set
     }
@@ -102,6 +105,7 @@ public final class SnapshotManager {
         let (set, plan): (SnapshotSet, Plan)
         do { (set, plan) = try Planner.take(request, view: view) } catch { throw .refused(error) }
         try execute(plan)
+        recordFingerprints(set.with(phase: .active))
         return set.with(phase: .active)
     }
 
@@ -236,5 +240,47 @@ extension SnapshotManager {
         let resumed = first.steps.count
         if resumed > 0 { line += " (resumed \(resumed) suspended device\(resumed == 1 ? "" : "s"))" }
         return (line, settlement.needsMerge)
+    }
+}
+
+extension SnapshotManager {
+    /// Records each base's fingerprint (after take, outside the freeze window).
+    func recordFingerprints(_ set: SnapshotSet) {
+        var updated = set
+        for (i, m) in set.members.enumerated() {
+            guard let header = try? dm.readHeader(m.base.path, bytes: Fingerprint.bytes) else { return }
+            updated.members[i].baseFingerprint = Fingerprint.of(header: header, size: m.size)
+        }
+        try? store.save(updated)
+    }
+
+    /// After a reboot: rebuilds the snapshot stack of `name` on the re-created live devices from
+    /// the persistent COWs. Refuses a device whose content changed since take unless `force`.
+    public func activate(_ name: String, force: Bool = false) throws(DMSnapError) {
+        _ = try existing(name)
+        try locked { () throws(DMSnapError) in try activateLocked(name, force: force) }
+    }
+
+    func activateLocked(_ name: String, force: Bool) throws(DMSnapError) {
+        let set = try existing(name)
+        let v = try view(paths: [], probePaths: set.members.map(\.cow))
+        var fingerprints: [DeviceName: String] = [:]
+        var headers: [String: [UInt8]] = [:]
+        for m in set.members {
+            // Only read devices that exist and are not suspended (the planner refuses the rest).
+            if let live = v.devices[m.device], !live.info.suspended, live.table == m.originalTable {
+                do {
+                    fingerprints[m.device] = Fingerprint.of(header: try dm.readHeader(m.device.path, bytes: Fingerprint.bytes), size: m.size)
+                } catch { throw .inspect(error.description) }
+            }
+            if case .success? = v.blocks[m.cow] {
+                do { headers[m.cow] = try dm.readHeader(m.cow, bytes: 512) } catch { throw .inspect(error.description) }
+            }
+        }
+        let plan: Plan
+        do { (_, plan) = try Planner.activate(set, view: v, fingerprints: fingerprints, cowHeaders: headers, force: force) } catch {
+            throw .refused(error)
+        }
+        try execute(plan)
     }
 }

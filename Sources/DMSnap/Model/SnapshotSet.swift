@@ -23,6 +23,9 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         public var cow: String
         public var cowNumber: DeviceNumber
         public var cowSize: Sectors
+        /// Size and hash of the base's first MiB right after take: `activate` refuses a base
+        /// that changed since (the COW would no longer match it).
+        public var baseFingerprint: String?
 
         public init(device: DeviceName, number: DeviceNumber, uuid: String, originalTable: Table, base: DeviceName,
                     baseUUID: String, cow: String, cowNumber: DeviceNumber, cowSize: Sectors) {
@@ -64,6 +67,26 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         var copy = self
         copy.phase = phase
         return copy
+    }
+}
+
+/// A cheap, stable fingerprint of a device's start (superblock area and first chunks).
+public enum Fingerprint {
+    public static let bytes = 1 << 20
+
+    /// `SIZE:FNV1A64` over the first `bytes` bytes.
+    public static func of(header: [UInt8], size: Sectors) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in header {
+            hash ^= UInt64(b)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return "\(size.value):\(String(hash, radix: 16))"
+    }
+
+    /// True when `header` starts with a valid persistent-snapshot header ("SnAp", valid=1).
+    public static func isSnapshotCOW(_ header: [UInt8]) -> Bool {
+        header.count >= 8 && Array(header[0..<4]) == [0x53, 0x6e, 0x41, 0x70] && header[4] == 1
     }
 }
 
