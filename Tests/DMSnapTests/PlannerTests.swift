@@ -194,13 +194,81 @@ struct PlannerRefusalTests {
     }
 }
 
+// MARK: - gathering the view
+
+@Suite("KernelView.gather")
+struct KernelViewGatherTests {
+    let fx = SnapFixture(devices: 2)
+    let paths = [Fx.live(0).path, Fx.live(1).path, Fx.live(0).path]
+    let probePaths = [Fx.cow(0), Fx.cow(1), Fx.cow(0), Fx.live(1).path]
+
+    func gather() throws -> KernelView {
+        fx.dm.resetTrace()
+        return try KernelView.gather(fx.dm, store: fx.store, paths: paths, probePaths: probePaths)
+    }
+
+    /// The paths from the first lookup on (after `mounts`).
+    var pathCalls: [String] { Array(fx.dm.trace.drop { $0 != "mounts" }.dropFirst()) }
+
+    @Test func pathsInOrderOnceEach() throws {
+        let view = try gather()
+        #expect(pathCalls == ["blockdev /dev/mapper/vg0-live", "blockdev /dev/mapper/vg1-live",
+                              "claimed /dev/mapper/vg1-live", "probe /dev/mapper/vg1-live",
+                              "blockdev /dev/loop10", "claimed /dev/loop10", "probe /dev/loop10",
+                              "blockdev /dev/loop11", "claimed /dev/loop11", "probe /dev/loop11"])
+        #expect(Set(view.blocks.keys) == Set(paths + probePaths))
+        #expect(Set(view.claimed.keys) == Set(probePaths), "only probe paths are checked for users")
+        #expect(try view.blocks[Fx.cow(1)]?.get().number == Fx.cowNumber(1))
+        #expect(try view.blocks[Fx.live(1).path]?.get().number == DeviceNumber(major: 253, minor: 1))
+        // The same request twice: the same calls in the same order.
+        let first = fx.dm.trace
+        _ = try gather()
+        #expect(fx.dm.trace == first)
+    }
+
+    @Test func aFailedLookupIsRecordedAndTheRestIsStillGathered() throws {
+        fx.dm.failWhen = { $0 == "blockdev /dev/loop10" }
+        let view = try gather()
+        fx.dm.failWhen = nil
+        guard case let .failure(error)? = view.blocks[Fx.cow(0)] else {
+            Issue.record("lookup of /dev/loop10 not recorded as failed: \(String(describing: view.blocks[Fx.cow(0)]))")
+            return
+        }
+        #expect(error.errno == EIO)
+        #expect(view.claimed[Fx.cow(0)] == nil)
+        #expect(!pathCalls.contains("claimed /dev/loop10") && !pathCalls.contains("probe /dev/loop10"))
+        #expect(view.claimed[Fx.cow(1)] == false, "later paths are still gathered")
+        // The planner refuses it as the user's input, naming the path and the error.
+        let request = fx.request()
+        #expect(throws: PlanError(Fx.cow(0), errnoDescription(EIO))) { try Planner.take(request, view: view) }
+    }
+
+    @Test(arguments: ["claimed /dev/loop11", "probe /dev/loop10", "claimed /dev/mapper/vg1-live"])
+    func aFailedClaimCheckOrProbeThrows(_ failing: String) throws {
+        fx.dm.failWhen = { $0 == failing }
+        #expect(throws: DeviceMapperError.self) { try gather() }
+        #expect(pathCalls.last == failing, "gathering stops at the failed call")
+        // Through the manager, with the failing path as a COW.
+        let path = String(failing.split(separator: " ")[1])
+        let request = path.hasPrefix("/dev/loop") ? fx.request() : TakeRequest(set: "s", pairs: [(Fx.live(0).value, path)])
+        fx.dm.failWhen = { $0 == failing }
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(request) }
+        fx.dm.failWhen = nil
+        guard case let .failure(.inspect(message)) = result else {
+            Issue.record("expected an inspection failure, got \(result)")
+            return
+        }
+        #expect(message.contains(path) && message.contains("injected"), "\(message)")
+        #expect(fx.mutations.isEmpty)
+        #expect(fx.store.sets.isEmpty)
+    }
+}
+
 // MARK: - COWs that are dm devices
 
-/// A COW given as a dm device path (`/dev/mapper/NAME`, `/dev/dm-N`). FakeDeviceMapper's
-/// `isClaimed`/`probeSignature` only know plain block devices and throw ENOENT for these, and
-/// `KernelView.gather` files that error as the *lookup* failing, so through the manager the
-/// user reads "No such file or directory" instead of the planner's reason. The planner is
-/// checked on a view patched the way a real kernel would answer; the manager, as a known issue.
+/// A COW given as a dm device path (`/dev/mapper/NAME`, `/dev/dm-N`): `KernelView.gather` looks it
+/// up, checks it for users and probes it like any block device, and the planner gives its own
+/// reason (not a lookup failure) for refusing it.
 @Suite("Planner: COWs that are device-mapper devices")
 struct DeviceMapperCowTests {
     struct Case: Sendable, CustomTestStringConvertible {
@@ -222,10 +290,14 @@ struct DeviceMapperCowTests {
         let fx = SnapFixture(devices: 2)
         if c.otherSet { fx.take("other", [1]) }
         let request = TakeRequest(set: "s", pairs: [try TakeRequest.pair(c.pair)])
-        var view = try fx.view(for: request)
+        let view = try fx.view(for: request)
         let cow = request.pairs[0].cow
-        view.blocks[cow] = .success(try fx.dm.blockDevice(at: cow))
-        view.claimed[cow] = false
+        // Gathered as the kernel would answer: found, not claimed, no signature.
+        let number = c.pair.hasSuffix("vg0-live") || c.pair.hasSuffix("dm-0")
+            ? DeviceNumber(major: 253, minor: 0) : DeviceNumber(major: 253, minor: 1)
+        #expect(try view.blocks[cow]?.get().number == number)
+        #expect(view.claimed[cow] == false)
+        #expect(view.signatures[cow] == nil)
         if let expected = c.expected {
             do {
                 _ = try Planner.take(request, view: view)
@@ -244,16 +316,23 @@ struct DeviceMapperCowTests {
         let fx = SnapFixture(devices: 2)
         if c.otherSet { fx.take("other", [1]) }
         fx.dm.resetTrace()
+        let before = fx.world
         let request = TakeRequest(set: "s", pairs: [try TakeRequest.pair(c.pair)])
         let result = attempt { () throws(DMSnapError) in try fx.manager.take(request) }
-        #expect(fx.mutations.isEmpty || c.expected == nil)
-        withKnownIssue("FakeDeviceMapper.isClaimed throws ENOENT for dm device paths; gather reports it as the lookup failing") {
-            if let expected = c.expected {
-                #expect(result.refusal?.description == expected)
-            } else {
-                #expect(result.isSuccess, "\(result)")
-            }
+        let cow = request.pairs[0].cow
+        #expect(fx.dm.trace.contains("claimed \(cow)") && fx.dm.trace.contains("probe \(cow)"), "\(fx.dm.trace)")
+        fx.expectSafe()
+        if let expected = c.expected {
+            #expect(result.refusal?.description == expected, "\(result)")
+            #expect(fx.mutations.isEmpty, "\(fx.mutations)")
+            #expect(fx.world == before)
+            return
         }
+        // Accepted: the take runs with the dm device as its COW.
+        let set = try result.get()
+        let base = try #require(fx.baseNumber(0))
+        #expect(set.members.first?.cowNumber == DeviceNumber(major: 253, minor: 1))
+        #expect(fx.dm.device(Fx.live(0))?.live == mkTable("0 131072 snapshot \(base) 253:1 P 8"))
     }
 }
 
@@ -419,7 +498,8 @@ struct TakePlanShapeTests {
             #expect(t.targets[0].length == Fx.liveSectors)
             let p = t.targets[0].params.split(separator: " ").map(String.init)
             #expect(p.count == 4)
-            #expect(p.first == Fx.base(k).path || p.first == fx.baseNumber(k)?.description)
+            // The base has no number yet: named by path, which the executor resolves before loading.
+            #expect(p.first == Fx.base(k).path)
             #expect(Array(p.dropFirst()) == [Fx.cowNumber(k).description, "P", "32"])
         }
         let creates = actions.compactMap { if case let .create(n, u, t, h) = $0 { (n, u, t, h) } else { nil } }
@@ -435,17 +515,19 @@ struct TakePlanShapeTests {
         #expect(saves.last?.0 == actions.count - 1)
         #expect(set.phase == .taking)
 
-        // Undo actions.
+        // Undo actions. A suspend is undone by loading the table that was live, then resuming:
+        // never a clear that, failing, would let the resume swap in the snapshot table.
         for step in plan.steps {
             switch step.action {
             case let .create(n, _, _, _): #expect(step.undo == [.remove(n)])
             case let .load(n, _): #expect(step.undo == [.clearInactive(n)])
             case let .freeze(mp): #expect(step.undo == [.thaw(mp)])
-            case let .suspend(n, _): #expect(step.undo.last == .resume(n))
+            case let .suspend(n, _):
+                let k = try #require(fx.all.first { Fx.live($0) == n })
+                #expect(step.undo == [.load(n, Fx.original(k)), .resume(n)])
             case let .resume(n):
-                let k = fx.all.first { Fx.live($0) == n }!
-                #expect(step.undo.first == .load(n, Fx.original(k)))
-                #expect(step.undo.last == .resume(n))
+                let k = try #require(fx.all.first { Fx.live($0) == n })
+                #expect(step.undo == [.load(n, Fx.original(k)), .suspend(n, lockfs: false), .resume(n)])
             default: break
             }
         }
@@ -459,13 +541,24 @@ struct ExistingSetPlanTests {
     @Test func startMergeSuspendsAllBeforeResumingAny() throws {
         let fx = SnapFixture(devices: 3, mounted: [1])
         let set = try #require(fx.take())
-        let plan = try #require(try Planner.startMerge(set, view: try KernelView.gather(fx.kernel, store: fx.store)))
+        let plan = try #require(try Planner.startMerge(set, view: try KernelView.gather(fx.dm, store: fx.store)))
         let verbs = plan.actions.map(fxVerb)
         #expect(verbs == ["load", "load", "load", "save", "suspend", "suspend", "suspend", "resume", "resume", "resume"])
         #expect(plan.commitIndex == 6)
         for case let .load(n, t) in plan.actions { #expect(t.targets[0].type == "snapshot-merge", "\(n)") }
         for case let .suspend(_, lockfs) in plan.actions { #expect(lockfs, "merge does not freeze, so the kernel may") }
         #expect(plan.actions.contains(.save(set.with(phase: .merging))))
+        // Undo: a suspend loads the snapshot table that was live back, then resumes.
+        for step in plan.steps {
+            switch step.action {
+            case let .load(n, _): #expect(step.undo == [.clearInactive(n)])
+            case let .suspend(n, _):
+                let k = try #require(fx.all.first { Fx.live($0) == n })
+                #expect(step.undo == [.load(n, try #require(fx.snapshotTable(k))), .resume(n)])
+            case .resume: #expect(step.undo.isEmpty, "after the commit")
+            default: break
+            }
+        }
     }
 
     @Test func startMergeIsNilWhenEveryMemberMerges() throws {
@@ -473,7 +566,7 @@ struct ExistingSetPlanTests {
         fx.take()
         try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
         let set = try #require(fx.store.sets[mkSetName("s")])
-        #expect(try Planner.startMerge(set, view: try KernelView.gather(fx.kernel, store: fx.store)) == nil)
+        #expect(try Planner.startMerge(set, view: try KernelView.gather(fx.dm, store: fx.store)) == nil)
     }
 
     @Test func finishMergeRefusedUntilComplete() throws {
@@ -483,31 +576,56 @@ struct ExistingSetPlanTests {
         fx.dm.statusOverride[Fx.live(1)] = "40/65536 16"
         let set = try #require(fx.store.sets[mkSetName("s")])
         #expect(throws: PlanError("vg1-live", "merge not complete (40/65536 16)")) {
-            try Planner.finishMerge(set, view: try KernelView.gather(fx.kernel, store: fx.store))
+            try Planner.finishMerge(set, view: try KernelView.gather(fx.dm, store: fx.store))
         }
         fx.dm.statusOverride[Fx.live(1)] = "16/65536 16"
-        let plan = try Planner.finishMerge(set, view: try KernelView.gather(fx.kernel, store: fx.store))
+        let plan = try Planner.finishMerge(set, view: try KernelView.gather(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "suspend", "suspend", "resume", "resume",
                                              "remove", "remove", "zero", "zero", "delete"])
         #expect(plan.commitIndex == 5)
         #expect(plan.actions.first == .load(Fx.live(0), Fx.original(0)))
+        try Self.expectRestoreUndo(plan, fx, merge: true)
+    }
+
+    /// The restore plans (merge finish, discard) undo a suspend by loading the table that was live
+    /// (snapshot-merge or snapshot) back, then resuming; a resume by loading it, suspending, resuming.
+    static func expectRestoreUndo(_ plan: Plan, _ fx: SnapFixture, merge: Bool,
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
+        var seen = 0
+        for step in plan.steps {
+            let n: DeviceName
+            switch step.action {
+            case let .suspend(d, _), let .resume(d): n = d
+            default: continue
+            }
+            let k = try #require(fx.all.first { Fx.live($0) == n }, sourceLocation: sourceLocation)
+            let current = try #require(fx.snapshotTable(k, merge: merge), sourceLocation: sourceLocation)
+            if case .suspend = step.action {
+                #expect(step.undo == [.load(n, current), .resume(n)], sourceLocation: sourceLocation)
+            } else {
+                #expect(step.undo == [.load(n, current), .suspend(n, lockfs: true), .resume(n)], sourceLocation: sourceLocation)
+            }
+            seen += 1
+        }
+        #expect(seen == 2 * fx.count, sourceLocation: sourceLocation)
     }
 
     @Test func discardPlanRestoresThenCleansUp() throws {
         let fx = SnapFixture(devices: 2)
         let set = try #require(fx.take())
-        let plan = try Planner.discard(set, view: try KernelView.gather(fx.kernel, store: fx.store))
+        let plan = try Planner.discard(set, view: try KernelView.gather(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "save", "suspend", "suspend", "resume", "resume",
                                              "remove", "remove", "zero", "zero", "delete"])
         #expect(plan.commitIndex == 6)
         #expect(plan.actions[2] == .save(set.with(phase: .discarding)))
         #expect(plan.actions[7] == .remove(Fx.base(0)))
+        try Self.expectRestoreUndo(plan, fx, merge: false)
     }
 
     @Test func interruptedSetsAreRefused() throws {
         let fx = SnapFixture(devices: 1)
         let set = try #require(fx.take())
-        let view = try KernelView.gather(fx.kernel, store: fx.store)
+        let view = try KernelView.gather(fx.dm, store: fx.store)
         for phase in [SnapshotSet.Phase.taking, .discarding] {
             let stuck = set.with(phase: phase)
             #expect(throws: PlanError("s", "set was interrupted while \(phase.rawValue); run 'dmsnap recover s'")) {

@@ -34,7 +34,7 @@ enum Fx {
     static func original(_ k: Int) -> Table { mkTable("0 131072 linear 7:\(k) 0") }
 
     /// Trace verbs of FakeDeviceMapper calls that only read.
-    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe"]
+    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read"]
 
     static func verb(_ traceLine: String) -> String { String(traceLine.prefix { $0 != " " }) }
     static func isRead(_ traceLine: String) -> Bool { readCalls.contains(verb(traceLine)) }
@@ -69,57 +69,6 @@ struct SetConfig: Sendable, Hashable, CustomTestStringConvertible {
     var testDescription: String { "\(devices) device(s), mounted \(mounted)" }
 }
 
-/// Forwards every call to a `FakeDeviceMapper` unchanged, except that `/dev/...` paths inside
-/// `snapshot`/`snapshot-merge` parameters of `create`/`load` become `MAJ:MIN`, as the kernel's
-/// `dm_get_device` does (and as the table the kernel reports back shows). The fake alone refuses
-/// paths there ("bad snapshot params"), while the take plan names the new base by path (see
-/// `takeOnTheBareFake` in ExecutorTests: a known issue). Adds no trace lines; a no-op for tables
-/// that already name numbers, so it can stay once the planner or executor resolves the base itself.
-final class KernelPathResolver: DeviceMapperControl {
-    let fake: FakeDeviceMapper
-    init(_ fake: FakeDeviceMapper) { self.fake = fake }
-
-    var isPrivileged: Bool { fake.isPrivileged }
-    func list() throws(DeviceMapperError) -> [DeviceListEntry] { try fake.list() }
-    func info(_ name: DeviceName) throws(DeviceMapperError) -> DeviceInfo? { try fake.info(name) }
-    func table(_ name: DeviceName) throws(DeviceMapperError) -> Table { try fake.table(name) }
-    func status(_ name: DeviceName) throws(DeviceMapperError) -> [TargetStatus] { try fake.status(name) }
-    func dependencies(_ name: DeviceName) throws(DeviceMapperError) -> [DeviceNumber] { try fake.dependencies(name) }
-    func create(_ name: DeviceName, uuid: String, table: Table, hidden: Bool) throws(DeviceMapperError) {
-        try fake.create(name, uuid: uuid, table: resolved(table), hidden: hidden)
-    }
-    func load(_ name: DeviceName, table: Table) throws(DeviceMapperError) { try fake.load(name, table: resolved(table)) }
-    func clearInactive(_ name: DeviceName) throws(DeviceMapperError) { try fake.clearInactive(name) }
-    func suspend(_ name: DeviceName, lockfs: Bool) throws(DeviceMapperError) { try fake.suspend(name, lockfs: lockfs) }
-    func resume(_ name: DeviceName) throws(DeviceMapperError) { try fake.resume(name) }
-    func remove(_ name: DeviceName) throws(DeviceMapperError) { try fake.remove(name) }
-    func blockDevice(at path: String) throws(DeviceMapperError) -> BlockDeviceInfo { try fake.blockDevice(at: path) }
-    func isClaimed(_ path: String) throws(DeviceMapperError) -> Bool { try fake.isClaimed(path) }
-    func probeSignature(_ path: String) throws(DeviceMapperError) -> String? { try fake.probeSignature(path) }
-    func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError) { try fake.zeroHeader(path, bytes: bytes) }
-    func mounts() throws(DeviceMapperError) -> [MountEntry] { try fake.mounts() }
-    func syncFilesystem(_ mountPoint: String) throws(DeviceMapperError) { try fake.syncFilesystem(mountPoint) }
-    func freeze(_ mountPoint: String) throws(DeviceMapperError) { try fake.freeze(mountPoint) }
-    func thaw(_ mountPoint: String) throws(DeviceMapperError) { try fake.thaw(mountPoint) }
-
-    private func resolved(_ table: Table) -> Table {
-        var table = table
-        for i in table.targets.indices where table.targets[i].type.hasPrefix("snapshot") {
-            table.targets[i].params = table.targets[i].params.split(separator: " ").map { token in
-                let path = String(token)
-                guard path.hasPrefix("/dev/") else { return path }
-                if let number = fake.blockNumbers[path] { return number.description }
-                if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))),
-                   let device = fake.device(name) {
-                    return device.number.description
-                }
-                return path
-            }.joined(separator: " ")
-        }
-        return table
-    }
-}
-
 /// Everything a lifecycle command may change, for before/after comparisons.
 struct World: Equatable, CustomStringConvertible {
     var devices: [DeviceName: FakeDeviceMapper.Device]
@@ -135,6 +84,17 @@ struct World: Equatable, CustomStringConvertible {
         let sets = sets.values.map { "\($0.name)=\($0.phase.rawValue)" }.sorted()
         return "devices: \(devs); sets: \(sets); frozen: \(frozen.sorted())"
     }
+
+    /// The same, with the base fingerprints take records after the window (best effort) blanked.
+    var ignoringFingerprints: World {
+        var w = self
+        w.sets = sets.mapValues { s in
+            var s = s
+            for i in s.members.indices { s.members[i].baseFingerprint = nil }
+            return s
+        }
+        return w
+    }
 }
 
 /// N loop devices, each under a linear dm device, some mounted, plus one COW per device; a
@@ -142,13 +102,11 @@ struct World: Equatable, CustomStringConvertible {
 final class SnapFixture {
     let dm = FakeDeviceMapper()
     let store = MemorySetStore()
-    /// What the manager talks to: the fake, seen through `KernelPathResolver` unless `bare`.
-    let kernel: any DeviceMapperControl
     let manager: SnapshotManager
     let count: Int
     let mounted: Set<Int>
 
-    init(devices count: Int = 1, mounted: Set<Int> = [], bare: Bool = false) {
+    init(devices count: Int = 1, mounted: Set<Int> = []) {
         self.count = count
         self.mounted = mounted
         for k in 0..<count {
@@ -157,13 +115,12 @@ final class SnapFixture {
         }
         for k in 0..<count { dm.addDevice(Fx.live(k), table: Fx.original(k)) }
         for k in mounted.sorted() { dm.mount(Fx.live(k), at: Fx.mountPoint(k)) }
-        kernel = bare ? dm : KernelPathResolver(dm)
-        manager = SnapshotManager(dm: kernel, store: store)
+        manager = SnapshotManager(dm: dm, store: store)
         manager.pollInterval = .milliseconds(1)
     }
 
-    convenience init(_ config: SetConfig, bare: Bool = false) {
-        self.init(devices: config.devices, mounted: Set(config.mounted), bare: bare)
+    convenience init(_ config: SetConfig) {
+        self.init(devices: config.devices, mounted: Set(config.mounted))
     }
 
     var all: [Int] { Array(0..<count) }
@@ -176,7 +133,7 @@ final class SnapFixture {
     func view(for request: TakeRequest) throws -> KernelView {
         let devicePaths = request.pairs.map(\.device).filter { $0.hasPrefix("/") }
             + request.pairs.compactMap { p in p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path) }
-        return try KernelView.gather(kernel, store: store, paths: devicePaths,
+        return try KernelView.gather(dm, store: store, paths: devicePaths,
                                      probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") })
     }
 

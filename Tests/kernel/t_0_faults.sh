@@ -21,6 +21,8 @@ not_frozen() {
 
 # table_kind NAME: original | snapshot | snapshot-merge
 table_kind() { dmsetup table "$1" | awk '{print $3}'; }
+# table_kinds A B: "KIND KIND" in one call
+table_kinds() { dmsetup table | awk -v a="$1:" -v b="$2:" '$1 == a {x = $4} $1 == b {y = $4} END {print x, y}'; }
 
 setup_two() {
     D1=${T_PREFIX}a D2=${T_PREFIX}b M1=$T_DIR/ma M2=$T_DIR/mb
@@ -60,11 +62,11 @@ test_fault_at_every_take_call() {
         not_frozen "$M2" "fail:$n"
         case $rc in
         4) # rolled back: original tables, no base, no set
-            assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "linear linear" "fail:$n rolled back but tables differ"
+            assert_eq "$(table_kinds "$D1" "$D2")" "linear linear" "fail:$n rolled back but tables differ"
             assert_exit '!0' "fail:$n no base" -- dmsetup info "$D1-dmsnap-base"
             assert_exit 3 "fail:$n no set" -- "$DMSNAP" status s1 ;;
         0 | 1) # failed after the point of no return (or succeeded): a complete snapshot
-            assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "snapshot snapshot" "fail:$n committed but incomplete"
+            assert_eq "$(table_kinds "$D1" "$D2")" "snapshot snapshot" "fail:$n committed but incomplete"
             assert_exit 0 "fail:$n recover" -- "$DMSNAP" recover s1
             assert_exit 0 "fail:$n status" -- "$DMSNAP" status s1 -o set_state --noheadings
             assert_contains "$T_OUT" "active"
@@ -97,64 +99,80 @@ reference_counts() {
     ((TOTAL_M >= 8 && TOTAL_D >= 6)) || fail "too few calls counted: $TOTAL_M $TOTAL_D"
 }
 
-test_fault_at_every_merge_call() {
+# interrupted MODE N CMD...: runs dmsnap CMD with the N-th changing call failing (MODE fail)
+# or the process killed there (MODE kill); checks it reported that, and sets RC.
+interrupted() {
+    local mode=$1 n=$2
+    shift 2
+    RC=0
+    DMSNAP_TEST_FAULT=$mode:$n "$DMSNAP" "$@" >"$T_DIR/out" 2>&1 || RC=$?
+    log "$1 $mode:$n -> exit $RC: $(head -c 300 "$T_DIR/out")"
+    if [[ $mode == kill ]]; then
+        ((RC == 137)) || fail "$1 kill:$n: expected SIGKILL (137), got $RC: $(cat "$T_DIR/out")"
+    else
+        ((RC != 0 && RC != 137)) || fail "$1 fail:$n: the injected fault was not reported (exit $RC)"
+    fi
+}
+
+# merge_sweep MODE: for every changing call of merge, interrupt it there; afterwards nothing is
+# suspended or frozen, no data changed, and 'recover' (plus 'merge' again if the set remains)
+# ends the set merged with every write kept.
+merge_sweep() {
+    local mode=$1 n tried=0 s1 s2
     setup_two
     reference_counts
-    local n rc total_m=$TOTAL_M tried=0 s1 s2
-    for ((n = 1; n <= total_m; n++)); do
+    for ((n = 1; n <= TOTAL_M; n++)); do
         tried=$((tried + 1))
         assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
         head -c 1M /dev/urandom >"$M1/h$n"
         sync
         s1=$(fx checksum "$M1")
         s2=$(fx checksum "$M2")
-        rc=0
-        DMSNAP_TEST_FAULT=fail:$n "$DMSNAP" merge s1 >"$T_DIR/out" 2>&1 || rc=$?
-        log "merge fail:$n -> exit $rc: $(head -c 300 "$T_DIR/out")"
-        no_suspended "merge fail:$n"
-        not_frozen "$M1" "merge fail:$n"
-        assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge fail:$n: data changed"
-        ((rc != 0)) || fail "merge fail:$n: the injected fault was not reported"
-        # whatever happened, recover (or merge again) ends the set with all data in place
-        assert_exit 0 "merge fail:$n recover" -- "$DMSNAP" recover s1
+        interrupted "$mode" "$n" merge s1
+        no_suspended "merge $mode:$n"
+        not_frozen "$M1" "merge $mode:$n"
+        assert_exit 0 "merge $mode:$n recover" -- "$DMSNAP" recover s1
         if "$DMSNAP" status s1 >/dev/null 2>&1; then
-            assert_exit 0 "merge fail:$n merge again" -- "$DMSNAP" merge s1
+            assert_exit 0 "merge $mode:$n merge again" -- "$DMSNAP" merge s1
         fi
-        assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "linear linear" "merge fail:$n: not finished"
-        assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge fail:$n: data changed after recovery"
+        assert_eq "$(table_kinds "$D1" "$D2")" "linear linear" "merge $mode:$n: not finished"
+        assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge $mode:$n: data changed after recovery"
     done
-    echo "merge fault points tried: $tried" >&2
+    echo "merge $mode points tried: $tried, all recovered, 0 bytes lost" >&2
 }
 
-test_fault_at_every_discard_call() {
+# discard_sweep MODE: the same for discard; the set ends discarded, each device exactly its
+# frozen image. A fault rolled back (exit 4) leaves the complete snapshot.
+discard_sweep() {
+    local mode=$1 n tried=0 s1 s2
     setup_two
     reference_counts
-    local n rc total_d=$TOTAL_D tried=0 s1 s2
-    for ((n = 1; n <= total_d; n++)); do
+    for ((n = 1; n <= TOTAL_D; n++)); do
         tried=$((tried + 1))
         assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
         s1=$(fx checksum "/dev/mapper/$D1-dmsnap-base")
         s2=$(fx checksum "/dev/mapper/$D2-dmsnap-base")
         head -c 1M /dev/urandom >"$M1/d$n"
         umount "$M1" "$M2"
-        rc=0
-        DMSNAP_TEST_FAULT=fail:$n "$DMSNAP" discard s1 >"$T_DIR/out" 2>&1 || rc=$?
-        log "discard fail:$n -> exit $rc: $(head -c 300 "$T_DIR/out")"
-        no_suspended "discard fail:$n"
-        ((rc != 0)) || fail "discard fail:$n: the injected fault was not reported"
-        if [[ $rc == 4 ]]; then
-            assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "snapshot snapshot" "discard fail:$n rolled back but tables differ"
-            assert_exit 0 "discard again" -- "$DMSNAP" discard s1
-        else
-            assert_exit 0 "discard fail:$n recover" -- "$DMSNAP" recover s1
+        interrupted "$mode" "$n" discard s1
+        no_suspended "discard $mode:$n"
+        if [[ $RC == 4 ]]; then
+            assert_eq "$(table_kinds "$D1" "$D2")" "snapshot snapshot" "discard $mode:$n rolled back but tables differ"
+        fi
+        assert_exit 0 "discard $mode:$n recover" -- "$DMSNAP" recover s1
+        if "$DMSNAP" status s1 >/dev/null 2>&1; then
+            assert_exit 0 "discard $mode:$n discard again" -- "$DMSNAP" discard s1
         fi
         assert_exit 3 "set gone" -- "$DMSNAP" status s1
-        assert_eq "$(fx checksum "/dev/mapper/$D1") $(fx checksum "/dev/mapper/$D2")" "$s1 $s2" "discard fail:$n: not the frozen image"
+        assert_eq "$(fx checksum "/dev/mapper/$D1") $(fx checksum "/dev/mapper/$D2")" "$s1 $s2" "discard $mode:$n: not the frozen image"
         mount "/dev/mapper/$D1" "$M1"
         mount "/dev/mapper/$D2" "$M2"
     done
-    echo "discard fault points tried: $tried" >&2
+    echo "discard $mode points tried: $tried, all recovered, 0 bytes lost" >&2
 }
+
+test_fault_at_every_merge_call() { merge_sweep fail; }
+test_fault_at_every_discard_call() { discard_sweep fail; }
 
 test_kill_at_every_take_step_then_recover() {
     setup_two
@@ -218,60 +236,8 @@ test_lock_makes_second_command_wait_or_fail() {
 
 # kill -9 at every changing call of merge and of discard, then 'dmsnap recover': the set ends
 # merged (every write kept) or discarded (exactly the frozen image).
-test_kill_at_every_merge_step_then_recover() {
-    setup_two
-    reference_counts
-    local n rc total_m=$TOTAL_M tried=0 s1 s2
-    for ((n = 1; n <= total_m; n++)); do
-        tried=$((tried + 1))
-        assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
-        head -c 1M /dev/urandom >"$M1/k$n"
-        sync
-        s1=$(fx checksum "$M1")
-        s2=$(fx checksum "$M2")
-        rc=0
-        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP" merge s1 >"$T_DIR/out" 2>&1 || rc=$?
-        ((rc == 137)) || fail "merge kill:$n: expected SIGKILL (137), got $rc: $(cat "$T_DIR/out")"
-        assert_exit 0 "merge kill:$n recover" -- "$DMSNAP" recover s1
-        log "merge kill:$n -> $T_OUT"
-        no_suspended "merge kill:$n"
-        not_frozen "$M1" "merge kill:$n"
-        if "$DMSNAP" status s1 >/dev/null 2>&1; then
-            assert_exit 0 "merge kill:$n merge again" -- "$DMSNAP" merge s1
-        fi
-        assert_eq "$(table_kind "$D1") $(table_kind "$D2")" "linear linear" "merge kill:$n: not finished"
-        assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "merge kill:$n: data changed"
-    done
-    echo "merge kill points tried: $tried, all recovered" >&2
-}
-
-test_kill_at_every_discard_step_then_recover() {
-    setup_two
-    reference_counts
-    local n rc total_d=$TOTAL_D tried=0 s1 s2
-    for ((n = 1; n <= total_d; n++)); do
-        tried=$((tried + 1))
-        assert_exit 0 "take" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
-        s1=$(fx checksum "/dev/mapper/$D1-dmsnap-base")
-        s2=$(fx checksum "/dev/mapper/$D2-dmsnap-base")
-        head -c 1M /dev/urandom >"$M1/d$n"
-        umount "$M1" "$M2"
-        rc=0
-        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP" discard s1 >"$T_DIR/out" 2>&1 || rc=$?
-        ((rc == 137)) || fail "discard kill:$n: expected SIGKILL (137), got $rc: $(cat "$T_DIR/out")"
-        assert_exit 0 "discard kill:$n recover" -- "$DMSNAP" recover s1
-        log "discard kill:$n -> $T_OUT"
-        no_suspended "discard kill:$n"
-        if "$DMSNAP" status s1 >/dev/null 2>&1; then
-            # killed before the discard was recorded: the set is still active; discard it now
-            assert_exit 0 "discard kill:$n discard again" -- "$DMSNAP" discard s1
-        fi
-        assert_eq "$(fx checksum "/dev/mapper/$D1") $(fx checksum "/dev/mapper/$D2")" "$s1 $s2" "discard kill:$n: not the frozen image"
-        mount "/dev/mapper/$D1" "$M1"
-        mount "/dev/mapper/$D2" "$M2"
-    done
-    echo "discard kill points tried: $tried, all recovered" >&2
-}
+test_kill_at_every_merge_step_then_recover() { merge_sweep kill; }
+test_kill_at_every_discard_step_then_recover() { discard_sweep kill; }
 
 # A COW smaller than the changes: the kernel invalidates the snapshot; status says invalid,
 # merge refuses, discard (after unmount) restores the frozen image.

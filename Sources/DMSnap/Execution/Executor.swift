@@ -82,6 +82,7 @@ public final class Executor {
     /// Undoes in reverse. After the commit point only suspends and freezes are undone.
     private func rollback(_ pending: [Pending], onlySafety: Bool) -> [ExecutionError.Leftover] {
         var leftovers: [ExecutionError.Leftover] = []
+        var failedDevices: Set<DeviceName> = []
         for entry in pending.reversed() {
             if onlySafety {
                 switch entry.action {
@@ -90,9 +91,13 @@ public final class Executor {
                 }
             }
             for (i, action) in entry.undo.enumerated() {
+                // A device whose restore group failed keeps what that group loaded: a later
+                // clear would drop the table the fix commands are about to resume.
+                if case let .clearInactive(name) = action, failedDevices.contains(name) { continue }
                 do {
                     try perform(action)
                 } catch {
+                    if let name = action.device { failedDevices.insert(name) }
                     // Keep going: the remaining actions (a resume above all) matter even more
                     // when an earlier one failed; never leave a device suspended.
                     leftovers.append(.init(action: action, error: error.description, then: Array(entry.undo[(i + 1)...])))

@@ -1,7 +1,7 @@
 /// A device-mapper device name, checked the way the kernel checks it
 /// (1–127 bytes, no `/`, not `.` or `..`) plus no whitespace or control bytes,
 /// so a name can always be printed on one line and used in a path.
-public struct DeviceName: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+public struct DeviceName: Hashable, Comparable, Sendable, CodableAsString, CustomStringConvertible {
     public let value: String
 
     public static let maxLength = 127
@@ -24,19 +24,6 @@ public struct DeviceName: Hashable, Comparable, Sendable, Codable, CustomStringC
         self.value = value
     }
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let raw = try container.decode(String.self)
-        do { try self.init(raw) } catch {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(value)
-    }
-
     public var description: String { value }
     /// `/dev/mapper/NAME`
     public var path: String { "/dev/mapper/\(value)" }
@@ -45,7 +32,7 @@ public struct DeviceName: Hashable, Comparable, Sendable, Codable, CustomStringC
 }
 
 /// The name of a snapshot set: `[A-Za-z0-9._+-]`, 1–64 characters, not starting with `-` or `.`.
-public struct SetName: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+public struct SetName: Hashable, Comparable, Sendable, CodableAsString, CustomStringConvertible {
     public let value: String
 
     public init(_ value: String) throws(ModelError) {
@@ -63,6 +50,17 @@ public struct SetName: Hashable, Comparable, Sendable, Codable, CustomStringConv
         self.value = value
     }
 
+    public var description: String { value }
+    public static func < (lhs: SetName, rhs: SetName) -> Bool { lhs.value < rhs.value }
+}
+
+/// A value stored as one validated string: decoding runs the same checks as `init(_:)`.
+public protocol CodableAsString: Codable {
+    init(_ text: String) throws(ModelError)
+    var description: String { get }
+}
+
+extension CodableAsString {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let raw = try container.decode(String.self)
@@ -73,9 +71,6 @@ public struct SetName: Hashable, Comparable, Sendable, Codable, CustomStringConv
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(value)
+        try container.encode(description)
     }
-
-    public var description: String { value }
-    public static func < (lhs: SetName, rhs: SetName) -> Bool { lhs.value < rhs.value }
 }

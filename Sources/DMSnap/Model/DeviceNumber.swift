@@ -1,5 +1,5 @@
 /// A block device number, `MAJOR:MINOR`.
-public struct DeviceNumber: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+public struct DeviceNumber: Hashable, Comparable, Sendable, CodableAsString, CustomStringConvertible {
     public var major: UInt32
     public var minor: UInt32
 
@@ -9,7 +9,11 @@ public struct DeviceNumber: Hashable, Comparable, Sendable, Codable, CustomStrin
     }
 
     /// Parses `253:0`.
-    public init(_ text: some StringProtocol) throws(ModelError) {
+    public init(_ text: String) throws(ModelError) { try self.init(parsing: text) }
+    public init(_ text: Substring) throws(ModelError) { try self.init(parsing: text) }
+
+    /// Parses `253:0` from any string or substring.
+    public init(parsing text: some StringProtocol) throws(ModelError) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let ma = UInt32(parts[0]), let mi = UInt32(parts[1]) else {
             throw .invalidNumber(String(text))
@@ -21,16 +25,4 @@ public struct DeviceNumber: Hashable, Comparable, Sendable, Codable, CustomStrin
     public var description: String { "\(major):\(minor)" }
 
     public static func < (a: DeviceNumber, b: DeviceNumber) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let raw = try container.decode(String.self)
-        do { try self.init(raw) } catch {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
-        }
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }

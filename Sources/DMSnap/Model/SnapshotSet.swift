@@ -72,14 +72,17 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
 
 /// A cheap, stable fingerprint of a device's start (superblock area and first chunks).
 public enum Fingerprint {
-    public static let bytes = 1 << 20
+    /// The superblock area of ext4 and xfs and the first chunks.
+    public static let bytes = 128 << 10
 
     /// `SIZE:FNV1A64` over the first `bytes` bytes.
     public static func of(header: [UInt8], size: Sectors) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in header {
-            hash ^= UInt64(b)
-            hash = hash &* 0x100_0000_01b3
+        header.withUnsafeBufferPointer { buffer in
+            for b in buffer {
+                hash ^= UInt64(b)
+                hash = hash &* 0x100_0000_01b3
+            }
         }
         return "\(size.value):\(String(hash, radix: 16))"
     }

@@ -33,6 +33,14 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The dm device the action changes, if any.
+    public var device: DeviceName? {
+        switch self {
+        case let .create(n, _, _, _), let .load(n, _), let .clearInactive(n), let .suspend(n, _), let .resume(n), let .remove(n): n
+        default: nil
+        }
+    }
+
     /// The shell command an admin runs to do this by hand (for "rollback incomplete" reports).
     public var manualCommand: String {
         switch self {
