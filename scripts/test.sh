@@ -25,7 +25,7 @@ fi
 
 echo "== unit tests (swift test)"
 swift test --skip-build 2>&1 | tee "$log/unit.txt" | grep -E "^(✘|✔ Suite|.*Test run with)|error:" || true
-unit_pass=$(grep -cE "^✔ Test .* passed" "$log/unit.txt" || true)
+unit_pass=$(grep -E "^✔ Test .* passed" "$log/unit.txt" | grep -cv "Test run with" || true)
 unit_fail=$(grep -cE "^✘ Test .* failed" "$log/unit.txt" || true)
 if ! grep -qE "Test run with [0-9]+ tests? .* passed" "$log/unit.txt"; then
     # the runner crashed or reported failure without per-test lines
