@@ -94,7 +94,7 @@ struct Take: ParsableCommand {
         if json {
             try Output.json(status[0])
         } else {
-            print("Took set \(set): \(parsed.count) device\(parsed.count == 1 ? "" : "s") in \(elapsed.formatted(.units(allowed: [.milliseconds])))")
+            print("Took set \(set): \(parsed.count) device\(parsed.count == 1 ? "" : "s") in \(Int((elapsed.seconds * 1000).rounded())) ms")
             StatusPrinter.table(status, fields: StatusPrinter.defaultFields, headings: true)
         }
     }

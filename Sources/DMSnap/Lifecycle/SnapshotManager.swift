@@ -29,8 +29,8 @@ public final class SnapshotManager {
     public let dm: any DeviceMapperControl
     public let store: any SetStore
     public let executor: Executor
-    /// Time between status polls while waiting for a merge.
-    public var pollInterval: Duration = .milliseconds(50)
+    /// Time between status polls while waiting for a merge (short: the wait is quantised by it).
+    public var pollInterval: Duration = .milliseconds(10)
     /// Serialises changing commands between processes; nil for none (tests on the fake).
     public var lock: CommandLock?
     /// How long a changing command waits for another dmsnap to finish.
