@@ -39,19 +39,26 @@ setup_two() {
 # (from DMSNAP_TRACE), by running it for real.
 count_calls() { grep -cE 'trace: \+[0-9.]+ ms (create|load|clear|suspend|resume|remove|zero|sync|freeze|thaw) ' <<<"$1"; }
 
+# reference_take_count: sets TOTAL_T, the changing calls of a successful take of the
+# two-device set (then discarded; devices mounted again).
+reference_take_count() {
+    assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$D1=$C1" "$D2=$C2"
+    TOTAL_T=$(count_calls "$T_OUT")
+    log "take makes $TOTAL_T changing calls"
+    ((TOTAL_T >= 10)) || fail "too few calls counted: $TOTAL_T"
+    umount "$M1" "$M2"
+    assert_exit 0 "discard ref" -- "$DMSNAP" discard ref
+    mount "/dev/mapper/$D1" "$M1"
+    mount "/dev/mapper/$D2" "$M2"
+}
+
 test_fault_at_every_take_call() {
     setup_two
     local s1 s2 n total rc tried=0
     s1=$(fx checksum "$M1")
     s2=$(fx checksum "$M2")
-    assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$D1=$C1" "$D2=$C2"
-    total=$(count_calls "$T_OUT")
-    log "take makes $total changing calls"
-    ((total >= 10)) || fail "too few calls counted: $total"
-    umount "$M1" "$M2"
-    assert_exit 0 "discard ref" -- "$DMSNAP" discard ref
-    mount "/dev/mapper/$D1" "$M1"
-    mount "/dev/mapper/$D2" "$M2"
+    reference_take_count
+    total=$TOTAL_T
     for ((n = 1; n <= total; n++)); do
         tried=$((tried + 1))
         rc=0
@@ -187,12 +194,8 @@ test_kill_at_every_take_step_then_recover() {
     local n rc total tried=0 s1 s2
     s1=$(fx checksum "$M1")
     s2=$(fx checksum "$M2")
-    assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$D1=$C1" "$D2=$C2"
-    total=$(count_calls "$T_OUT")
-    umount "$M1" "$M2"
-    assert_exit 0 "discard ref" -- "$DMSNAP" discard ref
-    mount "/dev/mapper/$D1" "$M1"
-    mount "/dev/mapper/$D2" "$M2"
+    reference_take_count
+    total=$TOTAL_T
     for ((n = 1; n <= total; n++)); do
         tried=$((tried + 1))
         rc=0

@@ -75,18 +75,9 @@ public struct DeviceInfo: Hashable, Sendable {
     }
 }
 
-public struct TargetStatus: Hashable, Sendable {
-    public var start: Sectors
-    public var length: Sectors
-    public var type: String
-    public var params: String
-    public init(start: Sectors, length: Sectors, type: String, params: String) {
-        self.start = start
-        self.length = length
-        self.type = type
-        self.params = params
-    }
-}
+/// One line of `dmsetup status`: the same four fields as a table line, with the target's
+/// status text in `params`.
+public typealias TargetStatus = TargetLine
 
 public struct BlockDeviceInfo: Hashable, Sendable {
     public var path: String
