@@ -31,8 +31,9 @@ struct DMSnapCommand: ParsableCommand {
                     print(fullMessage(for: error))
                     status = .ok
                 } else {
-                    // Usage errors: ArgumentParser's message (with its usage hint) on stderr.
-                    writeStandardError(fullMessage(for: error) + "\n")
+                    // Usage errors: one line, util-linux style, pointing to --help.
+                    let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "usage error"
+                    Output.error("\(text) (see 'dmsnap --help')")
                     status = .usage
                 }
             }
