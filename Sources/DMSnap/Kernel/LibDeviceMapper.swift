@@ -1,4 +1,5 @@
 import CDeviceMapper
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -21,7 +22,7 @@ public final class LibDeviceMapper: DeviceMapperControl {
     /// Sets up libdevmapper once: dmsnap's own logger instead of libdm's stderr output, and udev
     /// synchronisation only when udev is running (without it libdm makes /dev/mapper nodes itself).
     public init() {
-        let env = ProcessInfoLite.environment
+        let env = ProcessInfo.processInfo.environment
         let noUdev = env["DM_DISABLE_UDEV"] != nil || access("/run/udev/control", F_OK) != 0
         let verbose: Int32 = env["DMSNAP_DEBUG"] != nil ? 7 : 0
         cdm_setup(noUdev ? 0 : 1, verbose, debugLogHandler)
@@ -327,31 +328,22 @@ public func writeStandardError(_ text: String) {
     }
 }
 
+/// Reads an open file to its end; nil on a read error (errno set).
+func readAll(_ fd: Int32) -> [UInt8]? {
+    var data: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { return nil }
+        if n == 0 { return data }
+        data.append(contentsOf: buffer[0..<n])
+    }
+}
+
 /// Reads a (small, procfs) file completely; nil on error.
 func readWholeFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
-    var data: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 65536) }
-        if n < 0 { return nil }
-        if n == 0 { break }
-        data.append(contentsOf: buffer[0..<n])
-    }
-    return String(decoding: data, as: UTF8.self)
-}
-
-enum ProcessInfoLite {
-    static var environment: [String: String] {
-        var out: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return out
-    }
+    return readAll(fd).map { String(decoding: $0, as: UTF8.self) }
 }

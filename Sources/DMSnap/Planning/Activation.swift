@@ -52,9 +52,8 @@ extension Planner {
             steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
         }
         for m in updated.members {
-            let table = try! Table([TargetLine(start: 0, length: m.size, type: set.phase == .merging ? "snapshot-merge" : "snapshot",
-                                               params: "\(m.base.path) \(m.cowNumber) P \(set.chunk)")])
-            steps.append(Step(.load(m.device, table), undo: [.clearInactive(m.device)]))
+            steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk, merge: set.phase == .merging)),
+                              undo: [.clearInactive(m.device)]))
         }
         steps.append(Step(.save(updated), undo: [.save(set)]))
         for m in updated.members {

@@ -184,7 +184,7 @@ public enum Planner {
     static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
         // Recorded first, so a killed take can always be found and recovered.
         var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
-        let headerBytes = Int(max(set.chunk.bytes, minChunkBytes))
+        let headerBytes = headerBytes(set.chunk)
         for m in set.members {
             steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
         }
@@ -218,11 +218,15 @@ public enum Planner {
         return Plan(steps: steps, commitIndex: commit)
     }
 
-    /// The snapshot table for take, naming the base by path (its number does not exist yet).
-    static func takeTable(_ m: SnapshotSet.Member, chunk: Sectors) -> Table {
-        try! Table([TargetLine(start: 0, length: m.size, type: "snapshot",
+    /// The snapshot table for a base this plan creates, naming it by path (its number does not
+    /// exist yet; the executor resolves it before loading).
+    static func takeTable(_ m: SnapshotSet.Member, chunk: Sectors, merge: Bool = false) -> Table {
+        try! Table([TargetLine(start: 0, length: m.size, type: merge ? "snapshot-merge" : "snapshot",
                                params: "\(m.base.path) \(m.cowNumber) P \(chunk)")])
     }
+
+    /// How much of a COW is wiped: its header chunk, at least 4 KiB.
+    static func headerBytes(_ chunk: Sectors) -> Int { Int(max(chunk.bytes, minChunkBytes)) }
 
     // MARK: existing sets
 
@@ -348,7 +352,7 @@ public enum Planner {
         }
         let commit = steps.count - 1
         for m in set.members { steps.append(Step(.remove(m.base))) }
-        let headerBytes = Int(max(set.chunk.bytes, minChunkBytes))
+        let headerBytes = headerBytes(set.chunk)
         for m in set.members { steps.append(Step(.zeroHeader(m.cow, bytes: headerBytes))) }
         steps.append(Step(.deleteState(set.name)))
         return Plan(steps: steps, commitIndex: commit)

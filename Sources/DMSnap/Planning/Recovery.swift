@@ -31,7 +31,7 @@ extension Planner {
         let states = set.members.map { memberState($0, chunk: set.chunk, view: view) }
         let mountPoints = set.members.flatMap { view.mountPoints(of: $0.number) }
         let thaw = mountPoints.map { Step(.thawIfFrozen($0)) }
-        let headerBytes = Int(max(set.chunk.bytes, minChunkBytes))
+        let headerBytes = headerBytes(set.chunk)
         func clearInactive() -> [Step] {
             set.members.filter { view.devices[$0.device]?.info.hasInactiveTable == true }.map { Step(.clearInactive($0.device)) }
         }
@@ -42,7 +42,6 @@ extension Planner {
         }
         func isSnapshot(_ s: MemberState) -> Bool { if case .snapshot = s { true } else { false } }
         func isMerging(_ s: MemberState) -> Bool { if case .merging = s { true } else { false } }
-        func isOriginal(_ s: MemberState) -> Bool { if case .original = s { true } else { if case let .missing(why) = s { why.contains("base") } else { false } } }
 
         switch set.phase {
         case .taking:
@@ -66,11 +65,14 @@ extension Planner {
         case .active:
             return Settlement(plan: Plan(steps: clearInactive() + thaw, commitIndex: -1), summary: "set \(set.name) is active")
         case .merging:
-            if states.allSatisfy(isOriginal) {
+            // "Original" straight from the tables: once a finish removed a base, memberState
+            // reports the base missing, but the live device is what matters here.
+            let original = set.members.map { view.devices[$0.device]?.table == $0.originalTable }
+            if original.allSatisfy({ $0 }) {
                 return Settlement(plan: Plan(steps: clearInactive() + thaw + removeBasesWipeForget(), commitIndex: -1),
                                   summary: "finished the merge of set \(set.name)")
             }
-            if states.contains(where: isOriginal) {
+            if original.contains(true) {
                 // The finish had begun, so every merge was complete: restore the rest.
                 var steps = clearInactive() + thaw
                 for (m, s) in zip(set.members, states) where isMerging(s) {

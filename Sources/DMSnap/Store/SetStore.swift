@@ -96,16 +96,9 @@ public final class FileSetStore: SetStore {
             throw error(file, "open")
         }
         defer { close(fd) }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw error(file, "read") }
-            if n == 0 { break }
-            data.append(contentsOf: buffer[0..<n])
-        }
+        guard let bytes = readAll(fd) else { throw error(file, "read") }
         do {
-            return try Self.decoder.decode(SnapshotSet.self, from: data)
+            return try Self.decoder.decode(SnapshotSet.self, from: Data(bytes))
         } catch {
             throw StoreError(path: file, what: "cannot parse set description: \(error)")
         }
