@@ -48,16 +48,21 @@ def kind(action):
 
 
 def parse_trace(path):
-    """dmsnap DMSNAP_TRACE lines -> steps [(t_ms, action)]; probe key=value lines; the CLI's own
-    "Took set … in N ms" / "Merged set … in N s" (the library call's duration)."""
+    """dmsnap DMSNAP_TRACE lines -> steps [(t_ms, action)] (when each began) and done {action:
+    t_ms} (when it returned); probe key=value lines; the CLI's own "Took set … in N ms" /
+    "Merged set … in N s" (the library call's duration)."""
     steps, kv, call_ms = [], {}, None
+    done = {}
     try:
         with open(path, errors="replace") as f:
             for line in f:
                 line = line.rstrip("\n")
                 m = TRACE_RE.search(line)
                 if m:
-                    steps.append((float(m.group(1)), m.group(2)))
+                    if m.group(2).startswith("done "):
+                        done[m.group(2)[5:]] = float(m.group(1))
+                    else:
+                        steps.append((float(m.group(1)), m.group(2)))
                     continue
                 m = TOOK_RE.match(line)
                 if m:
@@ -76,6 +81,7 @@ def parse_trace(path):
                             kv[k] = v
     except OSError:
         pass
+    steps = [(t, a, done.get(a)) for t, a in steps]
     return steps, kv, call_ms
 
 
@@ -85,18 +91,28 @@ def take_breakdown(steps, wall, call_ms):
         return None
     t = [s[0] for s in steps]
     acts = [s[1] for s in steps]
+    ends = [s[2] if s[2] is not None else (t[i + 1] if i + 1 < len(t) else None) for i, s in enumerate(steps)]
     start = next((i for i, a in enumerate(acts) if a.startswith(("freeze", "suspend"))), None)
     end = next((i for i, a in enumerate(acts) if a.startswith("record set") and a.endswith("as active")), None)
+    # wall time per kind of step: each run of neighbours of one kind (they may run concurrently)
+    # counts from its first start to its last return
     per_kind = {}
-    for i in range(len(steps) - 1):
-        per_kind[kind(acts[i])] = per_kind.get(kind(acts[i]), 0.0) + (t[i + 1] - t[i])
-    # how long each filesystem stays frozen: its freeze starts .. its thaw returns (next line)
+    i = 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and kind(acts[j + 1]) == kind(acts[i]):
+            j += 1
+        run_end = max((e for e in ends[i:j + 1] if e is not None), default=None)
+        if run_end is not None:
+            per_kind[kind(acts[i])] = per_kind.get(kind(acts[i]), 0.0) + (run_end - t[i])
+        i = j + 1
+    # how long each filesystem stays frozen: its freeze starts .. its thaw returns
     frozen = {}
     for i, a in enumerate(acts):
         if a.startswith("freeze "):
             frozen[a[7:]] = [t[i], None]
-        elif a.startswith("thaw ") and a[5:] in frozen and i + 1 < len(t):
-            frozen[a[5:]][1] = t[i + 1]
+        elif a.startswith("thaw ") and a[5:] in frozen:
+            frozen[a[5:]][1] = ends[i]
     spans = [e - s for s, e in frozen.values() if e is not None]
     first = next(iter(frozen.values()), None)
     return {
@@ -108,7 +124,7 @@ def take_breakdown(steps, wall, call_ms):
         "frozen_first_ms": (first[1] - first[0]) if first and first[1] is not None else None,
         "frozen_worst_ms": max(spans) if spans else None,
         "step_ms": per_kind,
-        "steps": [[round(a, 3), b] for a, b in steps],
+        "steps": [[round(a, 3), b] + ([round(d, 3)] if d is not None else []) for a, b, d in steps],
     }
 
 
@@ -128,7 +144,7 @@ def merge_breakdown(steps, wall, call_ms):
         "wait_ms": (t[f] - t[r]) if r is not None and f is not None else None,
         "finish_ms": (t[-1] - t[f]) if f is not None else None,
         "after_call_ms": (wall - call_ms) if wall is not None and call_ms is not None else None,
-        "steps": [[round(a, 3), b] for a, b in steps],
+        "steps": [[round(a, 3), b] + ([round(d, 3)] if d is not None else []) for a, b, d in steps],
     }
 
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DMSnap
-import Foundation
+import FoundationEssentials
+import Glibc
 
 @main
 struct DMSnapCommand: ParsableCommand {
@@ -38,6 +39,6 @@ struct DMSnapCommand: ParsableCommand {
                 }
             }
         }
-        Foundation.exit(status.rawValue)
+        Glibc.exit(status.rawValue)
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import DMSnap
-import Foundation
+import FoundationEssentials
 
 extension CLIError {
     /// Maps a library error to one line and the documented exit status.
@@ -25,7 +25,8 @@ extension CLIError {
 }
 
 /// The manager for the real kernel. With `DMSNAP_TRACE` set, every kernel step is printed to
-/// stderr with its time since start (`dmsnap: trace: +1.234 ms freeze /mnt`).
+/// stderr with its time since start when it begins (`dmsnap: trace: +1.234 ms freeze /mnt`) and
+/// when it returns (`dmsnap: trace: +5.678 ms done freeze /mnt`).
 func makeManager(lockWait: Double = 5) throws -> SnapshotManager {
     let env = ProcessInfo.processInfo.environment
     let manager: SnapshotManager
@@ -42,9 +43,12 @@ func makeManager(lockWait: Double = 5) throws -> SnapshotManager {
     manager.lockWait = lockWait
     if ProcessInfo.processInfo.environment["DMSNAP_TRACE"] != nil {
         let start = ContinuousClock.now
+        // One write per line: steps of a set may run on several threads at once.
         manager.executor.observer = { action in
-            let ms = (ContinuousClock.now - start).seconds * 1000
-            writeStandardError("dmsnap: trace: +\(String(format: "%.3f", ms)) ms \(action)\n")
+            writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(action)\n")
+        }
+        manager.executor.finished = { action in
+            writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms done \(action)\n")
         }
     }
     return manager
@@ -147,7 +151,7 @@ enum StatusPrinter {
     static let defaultFields = ["set", "device", "cow", "state", "used_percent", "cow_used_sectors", "cow_total_sectors"]
 
     static func table(_ sets: [SetStatus], fields: [String], headings: Bool) {
-        let iso = ISO8601DateFormatter()
+        let iso = Date.ISO8601FormatStyle()
         var rows: [[String]] = []
         for s in sets {
             for d in s.devices {
@@ -155,7 +159,7 @@ enum StatusPrinter {
                     switch f {
                     case "set": s.name
                     case "set_state": s.state.rawValue
-                    case "created": iso.string(from: s.created)
+                    case "created": iso.format(s.created)
                     case "device": d.device
                     case "base": d.base
                     case "cow": d.cow
@@ -163,14 +167,14 @@ enum StatusPrinter {
                     case "cow_total_sectors": String(d.cowTotalSectors)
                     case "cow_used_sectors": d.cowUsedSectors.map(String.init) ?? "-"
                     case "metadata_sectors": d.metadataSectors.map(String.init) ?? "-"
-                    case "used_percent": d.usedPercent.map { String(format: "%.2f", $0) } ?? "-"
+                    case "used_percent": d.usedPercent.map { fixed($0, 2) } ?? "-"
                     case "state": d.state.rawValue
                     default: ""
                     }
                 })
             }
         }
-        let header = headings ? fields.map { $0.uppercased().replacingOccurrences(of: "_", with: " ") } : nil
+        let header = headings ? fields.map { String($0.uppercased().map { $0 == "_" ? " " : $0 }) } : nil
         let text = Output.columns(rows, header: header)
         if !text.isEmpty { print(text) }
     }
@@ -210,7 +214,7 @@ struct Merge: ParsableCommand {
         } else if noWait {
             print("Merge of set \(set) started; run 'dmsnap merge \(set)' to wait for it and finish.")
         } else {
-            print("Merged set \(set) in \(String(format: "%.2f", seconds)) s; the live devices hold every change.")
+            print("Merged set \(set) in \(fixed(seconds, 2)) s; the live devices hold every change.")
         }
     }
 }
@@ -257,7 +261,7 @@ final class ProgressBar {
         let width = 30
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        writeStandardError("\r\(label) [\(bar)] \(String(format: "%3.0f", fraction * 100))%")
+        writeStandardError("\r\(label) [\(bar)] \(String(repeating: " ", count: max(0, 3 - fixed(fraction * 100, 0).count)) + fixed(fraction * 100, 0))%")
         shown = true
     }
 

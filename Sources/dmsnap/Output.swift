@@ -1,6 +1,11 @@
 import ArgumentParser
 import DMSnap
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// dmsnap's exit statuses. Scripts rely on them: keep them stable.
 enum ExitStatus: Int32 {
@@ -50,8 +55,20 @@ enum Output {
         let widths = (0..<width).map { i in all.map { $0[i].count }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
+}
+
+/// `x` with exactly `digits` decimals, rounded half away from zero ("12.35"); no locale, no ICU.
+func fixed(_ x: Double, _ digits: Int) -> String {
+    guard x.isFinite else { return "\(x)" }
+    var scale: Int64 = 1
+    for _ in 0..<digits { scale *= 10 }
+    let n = Int64((abs(x) * Double(scale)).rounded())
+    let sign = x < 0 && n != 0 ? "-" : ""
+    guard digits > 0 else { return sign + String(n) }
+    let frac = String(n % scale)
+    return sign + String(n / scale) + "." + String(repeating: "0", count: digits - frac.count) + frac
 }

@@ -207,15 +207,21 @@ struct KernelViewGatherTests {
         return try KernelView.gather(fx.dm, store: fx.store, paths: paths, probePaths: probePaths)
     }
 
-    /// The paths from the first lookup on (after `mounts`).
-    var pathCalls: [String] { Array(fx.dm.trace.drop { $0 != "mounts" }.dropFirst()) }
+    /// The path lookups and probes, in order (device-mapper reads and `mounts` left out).
+    var pathCalls: [String] {
+        fx.dm.trace.filter { $0.hasPrefix("blockdev ") || $0.hasPrefix("claimed ") || $0.hasPrefix("probe ") }
+    }
 
     @Test func pathsInOrderOnceEach() throws {
         let view = try gather()
+        // Every path is looked up first (no I/O); probes come after the dm devices are read, so
+        // a suspended one is never probed.
         #expect(pathCalls == ["blockdev /dev/mapper/vg0-live", "blockdev /dev/mapper/vg1-live",
-                              "claimed /dev/mapper/vg1-live", "probe /dev/mapper/vg1-live",
-                              "blockdev /dev/loop10", "claimed /dev/loop10", "probe /dev/loop10",
-                              "blockdev /dev/loop11", "claimed /dev/loop11", "probe /dev/loop11"])
+                              "blockdev /dev/loop10", "blockdev /dev/loop11",
+                              "claimed /dev/loop10", "probe /dev/loop10",
+                              "claimed /dev/loop11", "probe /dev/loop11",
+                              "claimed /dev/mapper/vg1-live", "probe /dev/mapper/vg1-live"])
+        #expect(fx.dm.trace.firstIndex(of: "mounts")! < fx.dm.trace.firstIndex(of: "claimed /dev/loop10")!)
         #expect(Set(view.blocks.keys) == Set(paths + probePaths))
         #expect(Set(view.claimed.keys) == Set(probePaths), "only probe paths are checked for users")
         #expect(try view.blocks[Fx.cow(1)]?.get().number == Fx.cowNumber(1))
@@ -261,6 +267,51 @@ struct KernelViewGatherTests {
         #expect(message.contains(path) && message.contains("injected"), "\(message)")
         #expect(fx.mutations.isEmpty)
         #expect(fx.store.sets.isEmpty)
+    }
+}
+
+/// A command about one set reads that set's devices and what they stack on, not every dm device
+/// on the system (each costs up to four ioctls; BENCHMARKS.md).
+@Suite("KernelView.gather: scope")
+struct KernelViewScopeTests {
+    let fx = SnapFixture(devices: 3)
+
+    /// dm device names read in full (an `info` call), in order.
+    func read(_ scope: KernelView.Scope, paths: [String] = []) throws -> (KernelView, [String]) {
+        fx.dm.resetTrace()
+        let view = try KernelView.gather(fx.dm, store: fx.store, paths: paths, scope: scope)
+        return (view, fx.dm.trace.filter { $0.hasPrefix("info ") }.map { String($0.dropFirst(5)) })
+    }
+
+    @Test func onlyTheNamedDevicesAndTheDevicesBehindPaths() throws {
+        let (view, infos) = try read(.devices([Fx.live(0)]), paths: [Fx.live(2).path])
+        #expect(Set(view.devices.keys) == [Fx.live(0), Fx.live(2)])
+        #expect(Set(infos) == ["vg0-live", "vg2-live"], "vg1-live is not read: \(infos)")
+        // A name that does not exist is simply absent (the planner says so).
+        let (none, _) = try read(.devices([try DeviceName("nosuch")]))
+        #expect(none.devices.isEmpty)
+    }
+
+    @Test func whatTheDevicesStackOnIsRead() throws {
+        // top -> vg1-live (dm) -> loop: the scope names only `top`.
+        let top = try DeviceName("top")
+        let vg1 = try #require(fx.dm.devices[Fx.live(1)]).number
+        _ = fx.dm.addDevice(top, table: try Table([TargetLine(start: 0, length: Fx.liveSectors, type: "linear", params: "\(vg1) 0")]))
+        let (view, infos) = try read(.devices([top]))
+        #expect(Set(view.devices.keys) == [top, Fx.live(1)])
+        #expect(view.underlying(view.devices[top]!.info.number).contains(vg1))
+        #expect(!infos.contains("vg0-live") && !infos.contains("vg2-live"))
+    }
+
+    @Test func recordedSetsReadsTheirMembersAndBases() throws {
+        let set = try #require(fx.take("s", [1]))
+        let (view, infos) = try read(.recordedSets)
+        #expect(Set(view.devices.keys) == [Fx.live(1), set.members[0].base])
+        #expect(!infos.contains("vg0-live"))
+        // Status through the manager sees the same set as with a full view.
+        let full = try KernelView.gather(fx.dm, store: fx.store)
+        #expect(try fx.manager.status() == full.sets.map { SetStatus.of($0, view: full) })
+        #expect(try fx.manager.status()[0].devices.map(\.state) == [.active])
     }
 }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Test hook: wraps a `DeviceMapperControl` and makes its N-th *changing* call (create, load,
 /// clear, suspend, resume, remove, zero, syncfs, freeze, thaw; counted from 1) fail with EIO,
@@ -14,7 +15,9 @@ public final class FaultInjector: DeviceMapperControl {
 
     public let inner: any DeviceMapperControl
     public let mode: Mode
-    public private(set) var changingCalls = 0
+    private let counter = Mutex(0)
+    /// Changing calls so far (filesystem calls may come from several threads at once).
+    public var changingCalls: Int { counter.withLock { $0 } }
 
     public init(_ inner: any DeviceMapperControl, mode: Mode) {
         self.inner = inner
@@ -33,17 +36,21 @@ public final class FaultInjector: DeviceMapperControl {
     }
 
     private func changing(_ call: String, _ device: String) throws(DeviceMapperError) {
-        changingCalls += 1
+        let number = counter.withLock { n in
+            n += 1
+            return n
+        }
         switch mode {
-        case let .fail(n) where n == changingCalls:
+        case let .fail(n) where n == number:
             throw DeviceMapperError(call: call, device: device, errno: EIO, detail: "injected fault \(n)")
-        case let .kill(n) where n == changingCalls:
+        case let .kill(n) where n == number:
             kill(getpid(), SIGKILL)
         default: break
         }
     }
 
     public var isPrivileged: Bool { inner.isPrivileged }
+    public var concurrentFilesystemCalls: Bool { inner.concurrentFilesystemCalls }
     public func list() throws(DeviceMapperError) -> [DeviceListEntry] { try inner.list() }
     public func info(_ name: DeviceName) throws(DeviceMapperError) -> DeviceInfo? { try inner.info(name) }
     public func table(_ name: DeviceName) throws(DeviceMapperError) -> Table { try inner.table(name) }

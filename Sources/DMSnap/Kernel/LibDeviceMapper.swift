@@ -1,5 +1,5 @@
 import CDeviceMapper
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -304,6 +304,9 @@ public final class LibDeviceMapper: DeviceMapperControl {
         defer { close(fd) }
         guard body(fd) == 0 else { throw DeviceMapperError(call: call, device: path, errno: errno) }
     }
+
+    /// The filesystem calls and header wipes are plain syscalls on their own file descriptors.
+    public var concurrentFilesystemCalls: Bool { true }
 
     public func syncFilesystem(_ mountPoint: String) throws(DeviceMapperError) {
         try withDirectory(mountPoint, call: "syncfs") { cdm_syncfs($0) }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A set as `dmsnap status` reports it. Field names are the JSON contract.
 public struct SetStatus: Encodable, Hashable, Sendable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,9 +48,9 @@ public final class SnapshotManager {
         lock = CommandLock()
     }
 
-    func view(paths: [String] = [], probePaths: [String] = []) throws(DMSnapError) -> KernelView {
+    func view(paths: [String] = [], probePaths: [String] = [], scope: KernelView.Scope) throws(DMSnapError) -> KernelView {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
-        do { return try KernelView.gather(dm, store: store, paths: paths, probePaths: probePaths) } catch let error as StoreError {
+        do { return try KernelView.gather(dm, store: store, paths: paths, probePaths: probePaths, scope: scope) } catch let error as StoreError {
             // An unsafe or unreadable state directory: refuse before touching the kernel.
             throw .refused(PlanError(error.path, error.what))
         } catch {
@@ -101,7 +101,15 @@ public final class SnapshotManager {
         paths += request.pairs.compactMap { p in
             p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path)
         }
-        let view = try view(paths: paths, probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") })
+        // The named devices and their would-be bases; the ones given by path join in gather.
+        var names: Set<DeviceName> = []
+        for p in request.pairs where !p.device.hasPrefix("/") {
+            guard let name = try? DeviceName(p.device) else { continue }
+            names.insert(name)
+            if let base = try? DMSnapNaming.baseName(for: name) { names.insert(base) }
+        }
+        let view = try view(paths: paths, probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") },
+                            scope: .devices(names))
         let (set, plan): (SnapshotSet, Plan)
         do { (set, plan) = try Planner.take(request, view: view) } catch { throw .refused(error) }
         try execute(plan)
@@ -114,9 +122,9 @@ public final class SnapshotManager {
     public func status(_ name: String? = nil) throws(DMSnapError) -> [SetStatus] {
         if let name {
             let set = try existing(name)
-            return [SetStatus.of(set, view: try view())]
+            return [SetStatus.of(set, view: try view(scope: .of([set])))]
         }
-        let view = try view()
+        let view = try view(scope: .recordedSets)
         return view.sets.map { SetStatus.of($0, view: view) }
     }
 
@@ -132,7 +140,7 @@ public final class SnapshotManager {
     func startMergeLocked(_ name: String) throws(DMSnapError) -> SnapshotSet {
         let set = try existing(name)
         let plan: Plan?
-        let v = try view()
+        let v = try view(scope: .of([set]))
         do { plan = try Planner.startMerge(set, view: v) } catch { throw .refused(error) }
         if let plan { try execute(plan) }
         return set.with(phase: .merging)
@@ -176,7 +184,7 @@ public final class SnapshotManager {
             let p = try mergeProgress(set, initial: &initial)
             progress(p)
             if p.done { break }
-            Thread.sleep(forTimeInterval: Double(pollInterval.components.attoseconds) / 1e18 + Double(pollInterval.components.seconds))
+            sleep(for: pollInterval)
         }
         try locked { () throws(DMSnapError) in try finishMergeLocked(name) }
     }
@@ -184,7 +192,7 @@ public final class SnapshotManager {
     func finishMergeLocked(_ name: String) throws(DMSnapError) {
         let plan: Plan
         let current = try existing(name)
-        let v = try view()
+        let v = try view(scope: .of([current]))
         do { plan = try Planner.finishMerge(current, view: v) } catch { throw .refused(error) }
         try execute(plan)
     }
@@ -199,7 +207,7 @@ public final class SnapshotManager {
     func discardLocked(_ name: String) throws(DMSnapError) {
         let set = try existing(name)
         let plan: Plan
-        let v = try view()
+        let v = try view(scope: .of([set]))
         do { plan = try Planner.discard(set, view: v) } catch { throw .refused(error) }
         try execute(plan)
     }
@@ -229,11 +237,11 @@ extension SnapshotManager {
     func recoverLocked(_ name: String) throws(DMSnapError) -> (String, Bool) {
         let set = try existing(name)
         let first: Plan
-        let v1 = try view()
+        let v1 = try view(scope: .of([set]))
         do { first = try Planner.resumeStage(set, view: v1) } catch { throw .refused(error) }
         try execute(first)
         let settlement: Planner.Settlement
-        let v2 = try view()
+        let v2 = try view(scope: .of([set]))
         do { settlement = try Planner.settleStage(set, view: v2) } catch { throw .refused(error) }
         try execute(settlement.plan)
         var line = settlement.summary
@@ -263,7 +271,7 @@ extension SnapshotManager {
 
     func activateLocked(_ name: String, force: Bool) throws(DMSnapError) {
         let set = try existing(name)
-        let v = try view(paths: [], probePaths: set.members.map(\.cow))
+        let v = try view(paths: [], probePaths: set.members.map(\.cow), scope: .of([set]))
         var fingerprints: [DeviceName: String] = [:]
         var headers: [String: [UInt8]] = [:]
         for m in set.members {
@@ -283,4 +291,12 @@ extension SnapshotManager {
         }
         try execute(plan)
     }
+}
+
+/// Sleeps the calling thread (the library's waits are synchronous; no Foundation `Thread` needed).
+func sleep(for d: Duration) {
+    let (s, atto) = d.components
+    var want = timespec(tv_sec: Int(max(0, s)), tv_nsec: Int(max(0, atto) / 1_000_000_000))
+    var left = timespec()
+    while nanosleep(&want, &left) == -1 && errno == EINTR { want = left }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The persisted description of a snapshot set: everything needed to merge, discard or
 /// rebuild it, without asking the kernel.

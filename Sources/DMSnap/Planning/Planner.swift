@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A request to snapshot a set of devices.
 public struct TakeRequest: Hashable, Sendable {
