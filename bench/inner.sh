@@ -367,10 +367,13 @@ for ((rep = 1; rep <= reps; rep++)); do
             measure take dmsnap "$rep" "$m_ds" "$t" take_dmsnap
             if ((!quick)); then
                 # diagnostics for the wall time: the CLI's bare start-up, and the status it prints
+                # and what any exec costs in this kernel (/bin/true)
+                timed "$out/traces/true-$rep.log" /bin/true
+                tr=$WALL
                 timed "$out/traces/version-$rep.log" "$DMSNAP" --version
                 v=$WALL
                 timed "$out/traces/status-$rep.log" "$DMSNAP" status bt
-                printf '{"case":"diag","contender":"dmsnap","rep":%d,"version_ms":%s,"status_ms":%s}\n' "$rep" "$v" "$WALL" >>"$raw"
+                printf '{"case":"diag","contender":"dmsnap","rep":%d,"true_ms":%s,"version_ms":%s,"status_ms":%s}\n' "$rep" "$tr" "$v" "$WALL" >>"$raw"
             fi
             "$DMSNAP" merge bt >>"$log" 2>&1
             ;;

@@ -43,7 +43,6 @@ func makeManager(lockWait: Double = 5) throws -> SnapshotManager {
     manager.lockWait = lockWait
     if ProcessInfo.processInfo.environment["DMSNAP_TRACE"] != nil {
         let start = ContinuousClock.now
-        // One write per line: steps of a set may run on several threads at once.
         manager.executor.observer = { action in
             writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(action)\n")
         }
@@ -151,7 +150,6 @@ enum StatusPrinter {
     static let defaultFields = ["set", "device", "cow", "state", "used_percent", "cow_used_sectors", "cow_total_sectors"]
 
     static func table(_ sets: [SetStatus], fields: [String], headings: Bool) {
-        let iso = Date.ISO8601FormatStyle()
         var rows: [[String]] = []
         for s in sets {
             for d in s.devices {
@@ -159,7 +157,7 @@ enum StatusPrinter {
                     switch f {
                     case "set": s.name
                     case "set_state": s.state.rawValue
-                    case "created": iso.format(s.created)
+                    case "created": Timestamp.string(s.created)
                     case "device": d.device
                     case "base": d.base
                     case "cow": d.cow

@@ -684,3 +684,41 @@ struct MountInfoTests {
         #expect(MountInfo.unescape(Substring(field)) == expected)
     }
 }
+
+@Suite("Timestamp")
+struct TimestampTests {
+    @Test(arguments: [
+        (0.0, "1970-01-01T00:00:00Z"), (951_782_400, "2000-02-29T00:00:00Z"),
+        (1_795_440_753, "2026-11-23T13:32:33Z"), (4_102_444_799, "2099-12-31T23:59:59Z"),
+    ])
+    func formatsAndParses(_ seconds: Double, _ text: String) {
+        #expect(Timestamp.string(Date(timeIntervalSince1970: seconds)) == text)
+        #expect(Timestamp.parse(text) == Date(timeIntervalSince1970: seconds))
+        // The same text Foundation's ISO 8601 style writes (what older state files hold).
+        #expect(Date.ISO8601FormatStyle().format(Date(timeIntervalSince1970: seconds)) == text)
+    }
+
+    @Test func fractionsAreDroppedOnWriteAndAcceptedOnRead() {
+        #expect(Timestamp.string(Date(timeIntervalSince1970: 1.75)) == "1970-01-01T00:00:01Z")
+        #expect(Timestamp.parse("2026-11-23T13:32:33.250Z") == Date(timeIntervalSince1970: 1_795_440_753))
+    }
+
+    @Test(arguments: ["", "2026-11-23 13:32:33Z", "2026-11-23T13:32:33", "2026-11-23T13:32:33+01:00",
+                      "2026-13-01T00:00:00Z", "2026-02-31T00:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23T13:32:33.Z",
+                      "20x6-11-23T13:32:33Z", "2026-11-23T13:32:33ZZ"])
+    func rejects(_ text: String) {
+        #expect(Timestamp.parse(text) == nil)
+    }
+
+    @Test func aSetRoundTripsThroughTheStoreFormat() throws {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = Timestamp.encoding
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = Timestamp.decoding
+        struct Stamp: Codable, Equatable { var created: Date }
+        let data = try e.encode(Stamp(created: Date(timeIntervalSince1970: 1_795_440_753)))
+        #expect(String(decoding: data, as: UTF8.self) == #"{"created":"2026-11-23T13:32:33Z"}"#)
+        #expect(try d.decode(Stamp.self, from: data) == Stamp(created: Date(timeIntervalSince1970: 1_795_440_753)))
+        #expect(throws: DecodingError.self) { try d.decode(Stamp.self, from: Data(#"{"created":"yesterday"}"#.utf8)) }
+    }
+}

@@ -62,19 +62,11 @@ func fxVerb(_ action: Action) -> String {
 struct SetConfig: Sendable, Hashable, CustomTestStringConvertible {
     var devices: Int
     var mounted: [Int]
-    /// The executor runs filesystem calls and header wipes of a set on threads at once.
-    var concurrent = false
-    init(_ devices: Int, mounted: [Int] = [], concurrent: Bool = false) {
+    init(_ devices: Int, mounted: [Int] = []) {
         self.devices = devices
         self.mounted = mounted
-        self.concurrent = concurrent
     }
-    var testDescription: String { "\(devices) device(s), mounted \(mounted)\(concurrent ? ", concurrent fs calls" : "")" }
-
-    /// Each config, and again with concurrent filesystem calls where a set has several.
-    static func bothWays(_ configs: [SetConfig]) -> [SetConfig] {
-        configs + configs.filter { $0.devices > 1 }.map { SetConfig($0.devices, mounted: $0.mounted, concurrent: true) }
-    }
+    var testDescription: String { "\(devices) device(s), mounted \(mounted)" }
 }
 
 /// Everything a lifecycle command may change, for before/after comparisons.
@@ -129,7 +121,6 @@ final class SnapFixture {
 
     convenience init(_ config: SetConfig) {
         self.init(devices: config.devices, mounted: Set(config.mounted))
-        dm.concurrentFilesystemCalls = config.concurrent
     }
 
     var all: [Int] { Array(0..<count) }

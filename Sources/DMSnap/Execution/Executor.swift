@@ -46,9 +46,9 @@ public final class Executor {
     public let dm: any DeviceMapperControl
     public let store: any SetStore
     /// Called before each action, e.g. for tracing or timing. Never throws.
-    public var observer: (@Sendable (Action) -> Void)?
-    /// Called when an action has returned (successful or not), from the thread that ran it.
-    public var finished: (@Sendable (Action) -> Void)?
+    public var observer: ((Action) -> Void)?
+    /// Called when an action has returned (successful or not).
+    public var finished: ((Action) -> Void)?
 
     public init(dm: any DeviceMapperControl, store: any SetStore) {
         self.dm = dm
@@ -63,69 +63,24 @@ public final class Executor {
     public func run(_ plan: Plan) throws(ExecutionError) {
         var pending: [Pending] = []
         var committed = false
-        var index = 0
-        while index < plan.steps.count {
-            let batch = Array(plan.steps[index..<batchEnd(plan.steps, from: index)])
-            let failures = performConcurrently(batch.map(\.action))
-            var failed: (Action, ExecutorFailure)?
-            for (offset, step) in batch.enumerated() {
-                if let error = failures[offset] {
-                    failed = failed ?? (step.action, error)
-                    continue
-                }
-                // A resume ends the need to undo its suspend; a thaw, its freeze.
-                switch step.action {
-                case let .resume(name): pending.removeAll { if case .suspend(name, _) = $0.action { true } else { false } }
-                case let .thaw(mp): pending.removeAll { if case .freeze(mp) = $0.action { true } else { false } }
-                default: break
-                }
-                pending.append(Pending(action: step.action, undo: step.undo))
-                if index + offset == plan.commitIndex, failed == nil { committed = true }
-            }
-            if let (action, error) = failed {
+        for (index, step) in plan.steps.enumerated() {
+            do {
+                try perform(step.action)
+            } catch {
                 let leftovers = rollback(pending, onlySafety: committed)
-                throw ExecutionError(step: action, cause: error.description, committed: committed, leftovers: leftovers)
+                throw ExecutionError(step: step.action, cause: error.description, committed: committed, leftovers: leftovers)
             }
-            index += batch.count
+            // A resume ends the need to undo its suspend; a thaw, its freeze.
+            switch step.action {
+            case let .resume(name): pending.removeAll { if case .suspend(name, _) = $0.action { true } else { false } }
+            case let .thaw(mp): pending.removeAll { if case .freeze(mp) = $0.action { true } else { false } }
+            default: break
+            }
+            pending.append(Pending(action: step.action, undo: step.undo))
+            if index == plan.commitIndex { committed = true }
         }
     }
 
-    /// Where the run of steps starting at `start` that may run at the same time ends: neighbours
-    /// of one kind that are plain syscalls on different filesystems or COWs (sync, freeze, thaw,
-    /// header wipes), when the kernel interface allows it. So a set's filesystems freeze (and
-    /// thaw) together: the window grows by the slowest one, not by their sum. Device-mapper calls
-    /// stay one at a time (libdevmapper keeps process-wide state).
-    func batchEnd(_ steps: [Step], from start: Int) -> Int {
-        func kind(_ a: Action) -> Int? {
-            switch a {
-            case .syncFilesystem: 0
-            case .freeze: 1
-            case .thaw: 2
-            case .zeroHeader: 3
-            default: nil
-            }
-        }
-        guard dm.concurrentFilesystemCalls, let k = kind(steps[start].action) else { return start + 1 }
-        var end = start + 1
-        var targets: Set<Action> = [steps[start].action]
-        while end < steps.count, kind(steps[end].action) == k, targets.insert(steps[end].action).inserted { end += 1 }
-        return end
-    }
-
-    /// Performs `actions` (one each per thread when more than one); the failure of each, or nil.
-    func performConcurrently(_ actions: [Action]) -> [ExecutorFailure?] {
-        if actions.count == 1 {
-            do { try perform(actions[0]) } catch { return [error] }
-            return [nil]
-        }
-        for action in actions { observer?(action) }
-        let results = Results(count: actions.count)
-        let executor = UncheckedSendable(self)
-        concurrently(actions.count) { i in
-            do throws(ExecutorFailure) { try executor.value.perform(actions[i], observed: false) } catch { results.set(i, error) }
-        }
-        return results.values
-    }
     /// Undoes in reverse. After the commit point only suspends and freezes are undone.
     private func rollback(_ pending: [Pending], onlySafety: Bool) -> [ExecutionError.Leftover] {
         var leftovers: [ExecutionError.Leftover] = []
@@ -174,11 +129,7 @@ public final class Executor {
     }
 
     public func perform(_ action: Action) throws(ExecutorFailure) {
-        try perform(action, observed: true)
-    }
-
-    func perform(_ action: Action, observed: Bool) throws(ExecutorFailure) {
-        if observed { observer?(action) }
+        observer?(action)
         defer { finished?(action) }
         do {
             switch action {

@@ -41,14 +41,6 @@ public protocol DeviceMapperControl: AnyObject {
     func syncFilesystem(_ mountPoint: String) throws(DeviceMapperError)
     func freeze(_ mountPoint: String) throws(DeviceMapperError)
     func thaw(_ mountPoint: String) throws(DeviceMapperError)
-
-    /// True when `syncFilesystem`, `freeze`, `thaw` and `zeroHeader` may be called from several
-    /// threads at once (each on a different filesystem or device).
-    var concurrentFilesystemCalls: Bool { get }
-}
-
-extension DeviceMapperControl {
-    public var concurrentFilesystemCalls: Bool { false }
 }
 
 public struct DeviceListEntry: Hashable, Sendable {

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Synchronization
 
 /// An in-memory kernel for unit tests. It models what dmsnap relies on — tables in live and
 /// inactive slots, suspend/resume swapping tables, devices held open by mounts and by other
@@ -48,14 +47,6 @@ public final class FakeDeviceMapper: DeviceMapperControl {
     /// Fails every call whose trace line matches.
     public var failWhen: (@Sendable (String) -> Bool)?
     public var failErrno: Int32 = EIO
-
-    /// When true, the executor may run filesystem calls and header wipes from several threads
-    /// at once; the model serialises them (their order in `trace` is then the threads' order).
-    public var concurrentFilesystemCalls = false
-    private let serial = Mutex(())
-    /// How long each filesystem call and header wipe takes (a slow disk), spent outside the
-    /// model's lock so concurrent calls overlap.
-    public var filesystemCallDelay: Duration?
 
     private var nextMinor: UInt32 = 0
     public static let dmMajor: UInt32 = 253
@@ -305,19 +296,16 @@ public final class FakeDeviceMapper: DeviceMapperControl {
     }
 
     public func zeroHeader(_ path: String, bytes: Int) throws(DeviceMapperError) {
-        if let filesystemCallDelay { sleep(for: filesystemCallDelay) }
-        try serial.withLock { _ throws(DeviceMapperError) in
-            try record("zero \(path) \(bytes)", device: path, call: "write header")
-            guard var b = blocks[path] else {
-                // A dm device used as a COW: nothing to model beyond its existence.
-                if dmNumber(path) != nil { return }
-                throw DeviceMapperError(call: "open", device: path, errno: ENOENT)
-            }
-            b.zeroedHeader = max(b.zeroedHeader, bytes)
-            b.signature = nil
-            b.header = [UInt8](repeating: 0, count: bytes) + b.header.dropFirst(bytes)
-            blocks[path] = b
+        try record("zero \(path) \(bytes)", device: path, call: "write header")
+        guard var b = blocks[path] else {
+            // A dm device used as a COW: nothing to model beyond its existence.
+            if dmNumber(path) != nil { return }
+            throw DeviceMapperError(call: "open", device: path, errno: ENOENT)
         }
+        b.zeroedHeader = max(b.zeroedHeader, bytes)
+        b.signature = nil
+        b.header = [UInt8](repeating: 0, count: bytes) + b.header.dropFirst(bytes)
+        blocks[path] = b
     }
 
     public func mounts() throws(DeviceMapperError) -> [MountEntry] {
@@ -326,27 +314,18 @@ public final class FakeDeviceMapper: DeviceMapperControl {
     }
 
     public func syncFilesystem(_ mountPoint: String) throws(DeviceMapperError) {
-        if let filesystemCallDelay { sleep(for: filesystemCallDelay) }
-        try serial.withLock { _ throws(DeviceMapperError) in
-            try record("syncfs \(mountPoint)", device: mountPoint, call: "syncfs")
-        }
+        try record("syncfs \(mountPoint)", device: mountPoint, call: "syncfs")
     }
 
     public func freeze(_ mountPoint: String) throws(DeviceMapperError) {
-        if let filesystemCallDelay { sleep(for: filesystemCallDelay) }
-        try serial.withLock { _ throws(DeviceMapperError) in
-            try record("freeze \(mountPoint)", device: mountPoint, call: "freeze")
-            guard !frozen.contains(mountPoint) else { throw DeviceMapperError(call: "freeze", device: mountPoint, errno: EBUSY) }
-            frozen.insert(mountPoint)
-        }
+        try record("freeze \(mountPoint)", device: mountPoint, call: "freeze")
+        guard !frozen.contains(mountPoint) else { throw DeviceMapperError(call: "freeze", device: mountPoint, errno: EBUSY) }
+        frozen.insert(mountPoint)
     }
 
     public func thaw(_ mountPoint: String) throws(DeviceMapperError) {
-        if let filesystemCallDelay { sleep(for: filesystemCallDelay) }
-        try serial.withLock { _ throws(DeviceMapperError) in
-            try record("thaw \(mountPoint)", device: mountPoint, call: "thaw")
-            guard frozen.remove(mountPoint) != nil else { throw DeviceMapperError(call: "thaw", device: mountPoint, errno: EINVAL) }
-        }
+        try record("thaw \(mountPoint)", device: mountPoint, call: "thaw")
+        guard frozen.remove(mountPoint) != nil else { throw DeviceMapperError(call: "thaw", device: mountPoint, errno: EINVAL) }
     }
 }
 

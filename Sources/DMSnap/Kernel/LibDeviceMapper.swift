@@ -305,9 +305,6 @@ public final class LibDeviceMapper: DeviceMapperControl {
         guard body(fd) == 0 else { throw DeviceMapperError(call: call, device: path, errno: errno) }
     }
 
-    /// The filesystem calls and header wipes are plain syscalls on their own file descriptors.
-    public var concurrentFilesystemCalls: Bool { true }
-
     public func syncFilesystem(_ mountPoint: String) throws(DeviceMapperError) {
         try withDirectory(mountPoint, call: "syncfs") { cdm_syncfs($0) }
     }
