@@ -43,12 +43,11 @@ func makeManager(lockWait: Double = 5) throws -> SnapshotManager {
     manager.lockWait = lockWait
     if ProcessInfo.processInfo.environment["DMSNAP_TRACE"] != nil {
         let start = ContinuousClock.now
-        manager.executor.observer = { action in
-            writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(action)\n")
+        let trace = { (event: String) in
+            writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(event)\n")
         }
-        manager.executor.finished = { action in
-            writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms done \(action)\n")
-        }
+        manager.executor.observer = { trace("\($0)") }
+        manager.executor.finished = { trace("done \($0)") }
     }
     return manager
 }
@@ -259,7 +258,8 @@ final class ProgressBar {
         let width = 30
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        writeStandardError("\r\(label) [\(bar)] \(String(repeating: " ", count: max(0, 3 - fixed(fraction * 100, 0).count)) + fixed(fraction * 100, 0))%")
+        let percent = fixed(fraction * 100, 0)
+        writeStandardError("\r\(label) [\(bar)] \(String(repeating: " ", count: max(0, 3 - percent.count)) + percent)%")
         shown = true
     }
 

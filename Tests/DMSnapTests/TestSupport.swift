@@ -131,10 +131,9 @@ final class SnapFixture {
 
     /// The view `SnapshotManager.take` plans from (device paths looked up, COW paths probed too).
     func view(for request: TakeRequest) throws -> KernelView {
-        let devicePaths = request.pairs.map(\.device).filter { $0.hasPrefix("/") }
-            + request.pairs.compactMap { p in p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path) }
-        return try KernelView.gather(dm, store: store, paths: devicePaths,
-                                     probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") })
+        let lookups = request.lookups
+        return try KernelView.gather(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
+                                     scope: lookups.scope)
     }
 
     /// Takes through the manager; records an issue and returns nil on failure.

@@ -95,21 +95,8 @@ public final class SnapshotManager {
 
     func takeLocked(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
         guard dm.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
-        // Device paths are only stat'ed and asked for their size (no I/O: a device may be
-        // suspended); COWs are probed too.
-        var paths = request.pairs.map(\.device).filter { $0.hasPrefix("/") }
-        paths += request.pairs.compactMap { p in
-            p.device.hasPrefix("/") ? nil : (try? DeviceName(p.device)).map(\.path)
-        }
-        // The named devices and their would-be bases; the ones given by path join in gather.
-        var names: Set<DeviceName> = []
-        for p in request.pairs where !p.device.hasPrefix("/") {
-            guard let name = try? DeviceName(p.device) else { continue }
-            names.insert(name)
-            if let base = try? DMSnapNaming.baseName(for: name) { names.insert(base) }
-        }
-        let view = try view(paths: paths, probePaths: request.pairs.map(\.cow).filter { $0.hasPrefix("/") },
-                            scope: .devices(names))
+        let lookups = request.lookups
+        let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
         let (set, plan): (SnapshotSet, Plan)
         do { (set, plan) = try Planner.take(request, view: view) } catch { throw .refused(error) }
         try execute(plan)

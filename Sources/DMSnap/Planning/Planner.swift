@@ -32,8 +32,25 @@ public struct TakeRequest: Hashable, Sendable {
         for p in pairs { h.combine(p.device); h.combine(p.cow) }
     }
 
-    /// Every path the planner needs block-device facts for.
-    public var paths: [String] { pairs.flatMap { [$0.device, $0.cow] }.filter { $0.hasPrefix("/") } }
+    /// What planning this request needs looked up (see `KernelView.gather`). Device paths — given,
+    /// or `/dev/mapper/NAME` for a device given by name — are only stat'ed and asked for their size
+    /// (no I/O: a device may be suspended); COWs are probed too. Read in full: the named devices,
+    /// their would-be bases, and (added by gather) the dm devices behind the paths.
+    public var lookups: (paths: [String], probePaths: [String], scope: KernelView.Scope) {
+        var paths: [String] = []
+        var named: [String] = []
+        var names: Set<DeviceName> = []
+        for p in pairs {
+            if p.device.hasPrefix("/") {
+                paths.append(p.device)
+            } else if let name = try? DeviceName(p.device) {
+                named.append(name.path)
+                names.insert(name)
+                if let base = try? DMSnapNaming.baseName(for: name) { names.insert(base) }
+            }
+        }
+        return (paths + named, pairs.map(\.cow).filter { $0.hasPrefix("/") }, .devices(names))
+    }
 }
 
 /// How a set member's live device looks in the kernel right now.
