@@ -11,6 +11,15 @@ let staticSwift: [LinkerSetting] = [
     .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
 ]
 
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+
+// The layers, each a target, so the compiler checks who may use whom (README, "Layout"):
+//
+//   DMSnapModel ← DMSnapPlanning ←──────────┐
+//        ↑                                   DMSnap ← DMSnapCLI (Sources/dmsnap) ← dmsnap
+//        ├──── DMSnapKernel ← CDeviceMapper ─┤   ↑
+//        └──── DMSnapStore ──────────────────┘   DMSnapTesting ← dmsnap-test, dmsnap-probe, tests
 let package = Package(
     name: "dmsnap",
     platforms: [.macOS(.v13)],
@@ -20,38 +29,46 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.7.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
-        // The only C boundary: libdevmapper, libblkid and the fs-freeze ioctls.
+        // The only C boundary: libdevmapper, libblkid and the ioctls Swift cannot spell.
         .target(
             name: "CDeviceMapper",
             linkerSettings: [.linkedLibrary("devmapper"), .linkedLibrary("blkid")]
         ),
+        // Values only: names, sizes, typed tables, statuses, the persisted set. No I/O.
+        .target(name: "DMSnapModel", dependencies: [system]),
+        // Request + kernel view → plan of steps with compensations, or a refusal. No I/O.
+        .target(name: "DMSnapPlanning", dependencies: ["DMSnapModel"]),
+        // The kernel: device-mapper, block devices, filesystems. The C boundary's only user.
+        .target(name: "DMSnapKernel", dependencies: ["DMSnapModel", "CDeviceMapper", system, logging]),
+        // Set descriptions on disk and the command lock.
+        .target(name: "DMSnapStore", dependencies: ["DMSnapModel", system]),
+        // The library users import: manager, executor, reading the kernel view.
         .target(
             name: "DMSnap",
-            dependencies: [
-                "CDeviceMapper",
-                .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["DMSnapModel", "DMSnapPlanning", "DMSnapKernel", "DMSnapStore", logging]
         ),
-        .executableTarget(
-            name: "dmsnap",
-            dependencies: [
-                "DMSnap",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            linkerSettings: staticSwift
+        // Test doubles: an in-memory kernel, a memory store, fault injection. Never in the product.
+        .target(name: "DMSnapTesting", dependencies: ["DMSnap"]),
+        // The command-line interface: one file per subcommand; parse, call the library, print.
+        .target(
+            name: "DMSnapCLI",
+            dependencies: ["DMSnap", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging],
+            path: "Sources/dmsnap"
         ),
-        // Small library-level driver the kernel suite and the benchmark use to call DMSnap directly.
-        .executableTarget(
-            name: "dmsnap-probe",
-            dependencies: ["DMSnap"],
-            linkerSettings: staticSwift
-        ),
-        .testTarget(name: "DMSnapTests", dependencies: ["DMSnap"]),
+        // The shipped executable.
+        .executableTarget(name: "dmsnap", dependencies: ["DMSnapCLI"], path: "Sources/dmsnap-main",
+                          linkerSettings: staticSwift),
+        // The same commands plus the fault-injection hook, for the kernel suite. Never installed.
+        .executableTarget(name: "dmsnap-test", dependencies: ["DMSnapCLI", "DMSnapTesting"],
+                          linkerSettings: staticSwift),
+        // Drives the library directly for the kernel suite and the benchmark's kernel floors.
+        .executableTarget(name: "dmsnap-probe", dependencies: ["DMSnap", "DMSnapTesting"],
+                          linkerSettings: staticSwift),
+        .testTarget(name: "DMSnapTests", dependencies: ["DMSnap", "DMSnapTesting", "DMSnapCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

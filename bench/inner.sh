@@ -22,7 +22,8 @@
 #   take   writer stall and wall time of one take: dmsnap take | lvcreate -s | the kernel floor
 #          (dmsnap-probe floor); plus "idle": the writer's worst write in 1 s (0.3 s --quick)
 #          with nothing happening
-#   scale  stall and wall time of dmsnap take for sets of 1, 4 and 16 devices (writer on #1)
+#   scale  stall and wall time of dmsnap take for sets of 1, 4 and 16 devices (writer on #1), and
+#          the kernel floor of the 16-device take (dmsnap-probe floor with 16 devices)
 #   merge  64 MiB of changes (8 MiB --quick), then: dmsnap merge (online, mounted) | the kernel
 #          merge floor (dmsnap-probe mergefloor) | lvconvert --merge (unmounted origin)
 # Everything it creates is named with the prefix and removed at the end, also on failure.
@@ -322,7 +323,6 @@ make_live "$take_size" "$ds" "$fl"
 say "take devices made"
 make_cow "$take_cow" "${prefix}ds-cow" "${prefix}fl-cow"
 cow_ds=${LOOP[${prefix}ds-cow]} cow_fl=${LOOP[${prefix}fl-cow]}
-fl_base=${prefix}fl-base
 # LVM: a VG on its own loop device; the LV has the same size, fs and backing as the others
 pv_mb=$(($(numfmt --from=iec "$take_size") / 1048576 + $(numfmt --from=iec "$take_cow") / 1048576 + 16))
 make_cow "${pv_mb}M" "${prefix}pv"
@@ -356,7 +356,7 @@ say "devices ready"
 
 # ---- case 1+2: take ------------------------------------------------------------------------
 take_dmsnap() { env DMSNAP_TRACE=1 "$DMSNAP" take bt "$ds=$cow_ds"; }
-take_floor() { "$PROBE" floor "$fl" "$fl_base" "$cow_fl"; }
+take_floor() { "$PROBE" floor "$fl=$cow_fl"; }
 take_lvm() { lvmx lvcreate -q -y -s -L "$take_cow" -n snap "$vg/lv"; }
 
 for ((rep = 1; rep <= reps; rep++)); do
@@ -379,7 +379,7 @@ for ((rep = 1; rep <= reps; rep++)); do
             ;;
         floor)
             measure take floor "$rep" "$m_fl" "$t" take_floor
-            "$PROBE" mergefloor "$fl" "$fl_base" >>"$log" 2>&1
+            "$PROBE" mergefloor "$fl" >>"$log" 2>&1
             ;;
         lvm)
             measure take lvm "$rep" "$m_lvm" "$t" take_lvm
@@ -397,11 +397,18 @@ say "case scale"
 for ((rep = 1; rep <= reps; rep++)); do
     while read -r -u 9 k; do
         pairs=()
+        if [[ $k == floor16 ]]; then
+            # the kernel floor of the same 16-device take: the planner's plan, run in-process
+            for ((i = 1; i <= set_max; i++)); do pairs+=("${sdev[i]}=${scow[i]}"); done
+            measure scale floor16 "$rep" "${smnt[1]}" "$out/traces/scale-floor16-$rep.log" "$PROBE" floor "${pairs[@]}"
+            "$PROBE" mergefloor "${sdev[@]}" >>"$log" 2>&1
+            continue
+        fi
         for ((i = 1; i <= k; i++)); do pairs+=("${sdev[i]}=${scow[i]}"); done
         measure scale "set$k" "$rep" "${smnt[1]}" "$out/traces/scale-set$k-$rep.log" \
             env DMSNAP_TRACE=1 "$DMSNAP" take "bs$k" "${pairs[@]}"
         "$DMSNAP" merge "bs$k" >>"$log" 2>&1
-    done 9< <(rotate $((rep - 1)) "${set_sizes[@]}")
+    done 9< <(rotate $((rep - 1)) "${set_sizes[@]}" floor16)
 done
 
 # ---- case 4: merge ---------------------------------------------------------------------------
@@ -422,9 +429,9 @@ for ((rep = 1; rep <= reps; rep++)); do
             record merge dmsnap "$rep" null "$WALL" "\"trace\":\"${t#"$out"/}\""
             ;;
         floor)
-            "$PROBE" floor "$fl" "$fl_base" "$cow_fl" >>"$log" 2>&1
+            "$PROBE" floor "$fl=$cow_fl" >>"$log" 2>&1
             change "$m_fl"
-            timed "$t" "$PROBE" mergefloor "$fl" "$fl_base"
+            timed "$t" "$PROBE" mergefloor "$fl"
             line=$(grep '^mergefloor ' "$t")
             # the floor is the kernel's merge (load → ALLOCATED == METADATA); the restore after
             # it (original table back, base removed) is kept separately

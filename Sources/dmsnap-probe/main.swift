@@ -2,17 +2,21 @@
 //   dmsnap-probe cycle NAME COUNT          suspend+resume NAME COUNT times, print max/mean ms
 //   dmsnap-probe take SET DEVICE=COW...    take a set through SnapshotManager
 //   dmsnap-probe state SET                 print "device state used%" per member
-//   dmsnap-probe floor LIVE BASE COW [--sync]
-//                                          benchmark: the kernel floor of a take (base created and
-//                                          snapshot table loaded first; then only freeze, suspend
-//                                          (nolockfs), resume, thaw), printing the window's timings
-//   dmsnap-probe mergefloor LIVE BASE [--interval-ms N] [--no-finish]
-//                                          benchmark: the kernel's own merge time (load snapshot-merge,
-//                                          suspend, resume, poll status until ALLOCATED == METADATA),
-//                                          then restore LIVE's original table and remove BASE
+//   dmsnap-probe floor DEVICE=COW...       benchmark: the kernel floor of a take of N devices
+//   dmsnap-probe mergefloor DEVICE... [--interval-ms N] [--no-finish]
+//                                          benchmark: the kernel floor of a merge
+//
+// The floors run exactly the planner's plan for a take (a merge) with the product's executor, in
+// one process, with the set recorded only in memory and no command around it: the same kernel
+// operations in the same order as `dmsnap take` / `dmsnap merge`, so the floor and the product
+// cannot drift apart. Each step's start and end come from the executor's trace log.
 import DMSnap
+import DMSnapTesting
+import Logging
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #endif
 
 func fail(_ message: String) -> Never {
@@ -20,22 +24,86 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
+/// Milliseconds of a duration, for `key=value` output.
+func ms(_ d: Duration) -> String {
+    String(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+}
+
+/// Records every trace line the executor logs, with the time it was logged.
+final class StepClock: @unchecked Sendable {
+    struct Event {
+        var at: ContinuousClock.Instant
+        var done: Bool
+        var verb: String
+    }
+    private let lock = NSLockish()
+    private var events: [Event] = []
+
+    func record(_ message: String) {
+        let now = ContinuousClock.now
+        let done = message.hasPrefix("done ")
+        let verb = String((done ? message.dropFirst(5) : Substring(message)).prefix { $0 != " " })
+        lock.with { events.append(Event(at: now, done: done, verb: verb)) }
+    }
+
+    var all: [Event] { lock.with { events } }
+
+    /// From the first start of any of `verbs` to the last end of any of them.
+    func span(_ verbs: Set<String>) -> (ContinuousClock.Instant, ContinuousClock.Instant)? {
+        let e = all.filter { verbs.contains($0.verb) }
+        guard let first = e.first(where: { !$0.done }), let last = e.last(where: \.done) else { return nil }
+        return (first.at, last.at)
+    }
+}
+
+/// A tiny mutex (no Foundation needed).
+final class NSLockish: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func with<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return body()
+    }
+}
+
+struct ClockHandler: LogHandler {
+    let clock: StepClock
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        if event.level == .trace { clock.record(event.message.description) } else if event.level >= .warning {
+            writeStandardError("dmsnap-probe: \(event.message)\n")
+        }
+    }
+}
+
+let clock = StepClock()
+LoggingSystem.bootstrap { label in
+    var h = ClockHandler(clock: clock)
+    // libdevmapper's own lines stay off: the floor must not pay for them.
+    if label != "dmsnap" { h.logLevel = .warning }
+    return h
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
-guard let command = args.first else { fail("usage: dmsnap-probe cycle|take|state ...") }
+guard let command = args.first else { fail("usage: dmsnap-probe cycle|take|state|floor|mergefloor ...") }
 
 switch command {
 case "cycle":
     guard args.count == 3, let name = try? DeviceName(args[1]), let count = Int(args[2]), count > 0 else {
         fail("usage: dmsnap-probe cycle NAME COUNT")
     }
-    let dm = LibDeviceMapper()
+    let dm = LinuxKernel()
     var worst = Duration.zero
     var total = Duration.zero
     for _ in 0..<count {
         let start = ContinuousClock.now
-        do {
-            try dm.suspend(name, lockfs: true)
-        } catch { fail(error.description) }
+        do { try dm.suspend(name, lockfs: true) } catch { fail(error.description) }
         do { try dm.resume(name) } catch { fail("\(error) — device may be left suspended") }
         let d = ContinuousClock.now - start
         worst = max(worst, d)
@@ -44,8 +112,7 @@ case "cycle":
     let info: DeviceInfo?
     do { info = try dm.info(name) } catch { fail(error.description) }
     guard let info, !info.suspended else { fail("\(name) is suspended after the cycles") }
-    let ms = { (d: Duration) in Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
-    print("cycles=\(count) max_ms=\(ms(worst)) mean_ms=\(ms(total) / Double(count))")
+    print("cycles=\(count) max_ms=\(ms(worst)) mean_ms=\(Double(ms(total))! / Double(count))")
 case "take":
     guard args.count >= 3 else { fail("usage: dmsnap-probe take SET DEVICE=COW...") }
     do {
@@ -61,101 +128,54 @@ case "state":
         }
     } catch { fail("\(error)") }
 case "floor":
-    benchFloor(Array(args.dropFirst()))
+    takeFloor(Array(args.dropFirst()))
 case "mergefloor":
-    benchMergeFloor(Array(args.dropFirst()))
+    mergeFloor(Array(args.dropFirst()))
 default:
     fail("unknown command '\(command)'")
 }
 
 // MARK: benchmark floors (bench/run.sh)
 
-/// Milliseconds of a duration, for `key=value` output.
-func benchMs(_ d: Duration) -> String {
-    let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-    return String(ms)
-}
-
-/// `floor LIVE BASE COW [--sync]`: what the kernel needs for a take, from one process. Creates BASE
-/// with LIVE's table, zeroes COW's header and loads LIVE's snapshot table (all outside the window),
-/// optionally syncs the filesystem, then does only freeze → suspend(nolockfs) → resume → thaw
-/// (suspend with lockfs instead of freeze/thaw when LIVE is not mounted). Undo it with
-/// `mergefloor LIVE BASE`. Never leaves LIVE suspended or its filesystem frozen.
-func benchFloor(_ a: [String]) {
-    let sync = a.contains("--sync")
-    let pos = a.filter { $0 != "--sync" }
-    guard pos.count == 3, let live = try? DeviceName(pos[0]), let base = try? DeviceName(pos[1]), pos[2].hasPrefix("/") else {
-        fail("usage: dmsnap-probe floor LIVE BASE COW [--sync]")
-    }
-    let cowPath = pos[2]
-    let dm = LibDeviceMapper()
+/// `floor DEVICE=COW...`: the take plan of these devices (as `dmsnap take` plans it), run by the
+/// executor: bases created, COW headers wiped, snapshot tables loaded, filesystems synced, then
+/// the window freeze → suspend → resume → thaw. Prints each phase's time. Undo it with
+/// `mergefloor DEVICE...`. The executor's compensations keep every path safe.
+func takeFloor(_ a: [String]) {
+    guard !a.isEmpty else { fail("usage: dmsnap-probe floor DEVICE=COW...") }
+    let kernel = LinuxKernel()
+    let store = MemorySetStore()
     let t0 = ContinuousClock.now
-    let number: DeviceNumber
-    let original: Table
-    let cow: BlockDeviceInfo
-    let mountPoint: String?
+    let request: TakeRequest
+    let plan: Plan
     do {
-        guard let info = try dm.info(live) else { fail("\(live): no such device") }
-        guard !info.suspended, !info.hasInactiveTable else { fail("\(live): suspended or has an inactive table") }
-        number = info.number
-        original = try dm.table(live)
-        cow = try dm.blockDevice(at: cowPath)
-        mountPoint = try dm.mounts().first { $0.number == number }?.mountPoint
-    } catch { fail(error.description) }
-    do {
-        try dm.create(base, uuid: "BENCH-FLOOR-\(base.value)", table: original, hidden: true)
-    } catch { fail(error.description) }
-    func undoBase(_ why: String) -> Never {
-        try? dm.clearInactive(live)
-        try? dm.remove(base)
-        fail(why)
-    }
-    let table: Table
-    do {
-        guard let baseInfo = try dm.info(base) else { undoBase("\(base): vanished after create") }
-        try dm.zeroHeader(cowPath, bytes: 4096)
-        table = SnapshotParams(origin: baseInfo.number, cow: cow.number, chunk: Sectors(8)).table(size: original.size, merge: false)
-        try dm.load(live, table: table)
-        if sync, let mountPoint { try dm.syncFilesystem(mountPoint) }
-    } catch { undoBase(error.description) }
+        request = TakeRequest(set: "floor", pairs: try a.map { s throws(PlanError) in try TakeRequest.pair(s) })
+        let lookups = request.lookups
+        let view = try KernelView.read(kernel, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
+                                       scope: lookups.scope)
+        (_, plan) = try Planner.take(request, view: view)
+    } catch { fail("\(error)") }
     let t1 = ContinuousClock.now
-    // The window.
-    if let mountPoint {
-        do { try dm.freeze(mountPoint) } catch { undoBase(error.description) }
-    }
+    do { try Executor(kernel: kernel, store: store).run(plan) } catch { fail(error.description) }
     let t2 = ContinuousClock.now
-    do { try dm.suspend(live, lockfs: mountPoint == nil) } catch {
-        if let mountPoint { try? dm.thaw(mountPoint) }
-        undoBase(error.description)
+    let window: Set<String> = ["freeze", "suspend", "resume", "thaw"]
+    func phase(_ verbs: Set<String>) -> String {
+        guard let (from, to) = clock.span(verbs) else { return "0" }
+        return ms(to - from)
     }
-    let t3 = ContinuousClock.now
-    var resumeError: DeviceMapperError?
-    do { try dm.resume(live) } catch {
-        resumeError = error
-        // Never leave it suspended: back to the original table.
-        try? dm.clearInactive(live)
-        try? dm.resume(live)
-    }
-    let t4 = ContinuousClock.now
-    if let mountPoint {
-        do { try dm.thaw(mountPoint) } catch { fail("\(error) — \(mountPoint) may be left frozen (fsfreeze -u \(mountPoint))") }
-    }
-    let t5 = ContinuousClock.now
-    if let resumeError {
-        try? dm.remove(base)
-        fail(resumeError.description)
-    }
-    print("floor prep_ms=\(benchMs(t1 - t0)) freeze_ms=\(benchMs(t2 - t1)) suspend_ms=\(benchMs(t3 - t2)) "
-        + "resume_ms=\(benchMs(t4 - t3)) thaw_ms=\(benchMs(t5 - t4)) window_ms=\(benchMs(t5 - t1)) total_ms=\(benchMs(t5 - t0))")
+    let firstWindowStep = clock.all.first { window.contains($0.verb) && !$0.done }?.at ?? t2
+    print("floor devices=\(request.pairs.count) plan_ms=\(ms(t1 - t0)) prep_ms=\(ms(firstWindowStep - t0)) "
+        + "freeze_ms=\(phase(["freeze"])) suspend_ms=\(phase(["suspend"])) resume_ms=\(phase(["resume"])) "
+        + "thaw_ms=\(phase(["thaw"])) window_ms=\(phase(window)) total_ms=\(ms(t2 - t0))")
 }
 
-/// `mergefloor LIVE BASE [--interval-ms N] [--no-finish]`: the kernel's own merge time. LIVE must run
-/// `snapshot BASE COW P CHUNK`. Loads `snapshot-merge` with the same parameters, suspends, resumes
-/// and polls the status every N ms (default 1; 0 = no sleep) until ALLOCATED == METADATA. Then,
-/// unless --no-finish, loads BASE's table (the original) into LIVE, suspends, resumes, removes BASE
-/// and zeroes the COW header.
-func benchMergeFloor(_ a: [String]) {
-    var pos: [String] = []
+/// `mergefloor DEVICE... [--interval-ms N] [--no-finish]`: the merge of a set `floor` left (its
+/// description rebuilt from the kernel: each DEVICE runs `snapshot BASE COW P CHUNK`): the
+/// planner's start-merge plan, the status polled every N ms (default 1; 0 = no sleep) until
+/// ALLOCATED == METADATA, then (unless --no-finish) its finish plan: original tables back, bases
+/// removed, COW headers wiped.
+func mergeFloor(_ a: [String]) {
+    var names: [DeviceName] = []
     var intervalMs = 1.0
     var finish = true
     var i = 0
@@ -166,71 +186,62 @@ func benchMergeFloor(_ a: [String]) {
             guard i + 1 < a.count, let v = Double(a[i + 1]), v >= 0 else { fail("--interval-ms needs a number") }
             intervalMs = v
             i += 1
-        default: pos.append(a[i])
+        default:
+            guard let n = try? DeviceName(a[i]) else { fail("bad device name '\(a[i])'") }
+            names.append(n)
         }
         i += 1
     }
-    guard pos.count == 2, let live = try? DeviceName(pos[0]), let base = try? DeviceName(pos[1]) else {
-        fail("usage: dmsnap-probe mergefloor LIVE BASE [--interval-ms N] [--no-finish]")
-    }
-    let dm = LibDeviceMapper()
-    let params: SnapshotParams
-    let size: Sectors
-    let original: Table
+    guard !names.isEmpty else { fail("usage: dmsnap-probe mergefloor DEVICE... [--interval-ms N] [--no-finish]") }
+    let kernel = LinuxKernel()
+    let store = MemorySetStore()
+    let executor = Executor(kernel: kernel, store: store)
+    let set: SnapshotSet
     do {
-        let t = try dm.table(live)
-        guard t.targets.count == 1, t.targets[0].type == "snapshot" else { fail("\(live): does not run a snapshot table") }
-        params = try SnapshotParams(parsing: t.targets[0].params)
-        size = t.size
-        original = try dm.table(base)
+        let bases = Set(names.compactMap { try? DMSnapNaming.baseName(for: $0) })
+        let view = try KernelView.read(kernel, store: store, scope: .devices(Set(names).union(bases)))
+        var cowPaths: [DeviceNumber: String] = [:]
+        for n in names {
+            if let cow = view.devices[n]?.table?.targets.first?.params.snapshot?.cow.number { cowPaths[cow] = blockPath(cow) }
+        }
+        set = try Planner.reconstruct(SetName("floor"), devices: names, view: view, cowPaths: cowPaths)
     } catch { fail("\(error)") }
     let t0 = ContinuousClock.now
     do {
-        try dm.load(live, table: params.table(size: size, merge: true))
-    } catch { fail(error.description) }
-    do { try dm.suspend(live, lockfs: true) } catch {
-        try? dm.clearInactive(live)
-        fail(error.description)
-    }
-    do { try dm.resume(live) } catch { fail("\(error) — \(live) may be left suspended") }
+        let view = try KernelView.read(kernel, store: store, scope: .of([set]))
+        if let start = try Planner.startMerge(set, view: view) { try executor.run(start) }
+    } catch { fail("\(error)") }
     let t1 = ContinuousClock.now
     var polls = 0
     var last = ""
     while true {
         polls += 1
-        let line: TargetStatus?
-        do { line = try dm.status(live).first } catch { fail(error.description) }
-        guard let line, line.type == "snapshot-merge" else { fail("\(live): not merging") }
-        last = line.params
-        let status: SnapshotStatus
-        do { status = try SnapshotStatus(parsing: line.params) } catch { fail("\(live): \(error)") }
-        if status.mergeComplete { break }
-        guard case .valid = status else { fail("\(live): merge stopped: \(status)") }
+        var done = true
+        for m in set.members {
+            let line: TargetStatus?
+            do { line = try kernel.status(m.device).first } catch { fail(error.description) }
+            guard let line, line.type == "snapshot-merge", let status = line.snapshot else { fail("\(m.device): not merging") }
+            last = line.text
+            guard case .valid = status else { fail("\(m.device): merge stopped: \(status)") }
+            if !status.mergeComplete { done = false }
+        }
+        if done { break }
         if intervalMs > 0 { usleep(UInt32(intervalMs * 1000)) }
     }
     let t2 = ContinuousClock.now
     if finish {
         do {
-            try dm.load(live, table: original)
-            try dm.suspend(live, lockfs: true)
-        } catch {
-            try? dm.clearInactive(live)
-            try? dm.resume(live)
-            fail(error.description)
-        }
-        do { try dm.resume(live) } catch { fail("\(error) — \(live) may be left suspended") }
-        do {
-            try dm.remove(base)
-            try dm.zeroHeader(benchBlockPath(params.cow), bytes: 4096)
-        } catch { fail(error.description) }
+            let view = try KernelView.read(kernel, store: store, scope: .of([set]))
+            try executor.run(try Planner.finishMerge(set.with(phase: .merging), view: view))
+        } catch { fail("\(error)") }
     }
     let t3 = ContinuousClock.now
-    print("mergefloor start_ms=\(benchMs(t1 - t0)) merge_ms=\(benchMs(t2 - t0)) finish_ms=\(benchMs(t3 - t2)) "
-        + "total_ms=\(benchMs(t3 - t0)) polls=\(polls) status=\(last.split(separator: " ").joined(separator: "_"))")
+    print("mergefloor devices=\(names.count) start_ms=\(ms(t1 - t0)) merge_ms=\(ms(t2 - t0)) finish_ms=\(ms(t3 - t2)) "
+        + "total_ms=\(ms(t3 - t0)) polls=\(polls) status=\(last.split(separator: " ").joined(separator: "_"))")
 }
 
 /// `/dev/block/MAJ:MIN`, or the sysfs name's /dev node when that link is missing.
-func benchBlockPath(_ n: DeviceNumber) -> String {
+func blockPath(_ n: DeviceNumber) -> String {
     let link = "/dev/block/\(n)"
     if access(link, F_OK) == 0 { return link }
     var buf = [CChar](repeating: 0, count: 4096)

@@ -20,11 +20,10 @@ struct Activate: ParsableCommand {
 
     func run() throws {
         if force { Output.error("warning: --force: not checking that the devices are unchanged since take") }
-        let manager = try makeManager(lockWait: lock.waitLock)
-        do { try manager.activate(set, force: force) } catch { throw CLIError(error) }
+        let manager = makeManager(lockWait: lock.waitLock)
+        try cli { () throws(DMSnapError) in try manager.activate(set, force: force) }
         if json {
-            struct Result: Encodable { var set: String; var state: String }
-            try Output.json(Result(set: set, state: "active"))
+            try Output.json(SetResult(set: set, state: "active"))
         } else {
             print("Activated set \(set).")
         }

@@ -1,11 +1,15 @@
 import ArgumentParser
 import DMSnap
-import FoundationEssentials
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
-@main
-struct DMSnapCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The root command: configuration only. Each subcommand is a file of its own; the printers,
+/// the progress bar and the error mapping are too.
+public struct DMSnapCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "dmsnap",
         abstract: "Consistent, online device-mapper snapshots of a set of block devices.",
         discussion: ExitStatus.helpText,
@@ -13,8 +17,12 @@ struct DMSnapCommand: ParsableCommand {
         subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Devices.self]
     )
 
-    /// Runs the command and maps every error to one line on stderr and a documented exit status.
-    static func main() {
+    public init() {}
+
+    /// Runs the command line in `Runtime.current` and exits: every error becomes one line on
+    /// stderr and a documented exit status.
+    public static func main() {
+        CLILog.bootstrap()
         let status: ExitStatus
         do {
             var command = try parseAsRoot()

@@ -8,6 +8,7 @@ struct Devices: ParsableCommand {
 
     @Flag(help: "Print JSON for scripts.") var json = false
 
+    /// One device in the JSON output (field names are the contract).
     struct Entry: Encodable {
         var name: String
         var number: String
@@ -17,25 +18,21 @@ struct Devices: ParsableCommand {
         var suspended: Bool
         var uuid: String
         var table: [String]
+
+        init(_ d: DeviceReport) {
+            name = d.info.name.value
+            number = d.info.number.description
+            major = d.info.number.major
+            minor = d.info.number.minor
+            open_count = d.info.openCount
+            suspended = d.info.suspended
+            uuid = d.info.uuid
+            table = d.table?.targets.map(\.description) ?? []
+        }
     }
 
     func run() throws {
-        let dm = LibDeviceMapper()
-        guard dm.isPrivileged else { throw CLIError(message: "must be run as root", status: .refused) }
-        var entries: [Entry] = []
-        do {
-            for device in try dm.list() {
-                // A device can vanish between list and info; skip it rather than fail.
-                guard let info = try dm.info(device.name) else { continue }
-                let table = info.hasLiveTable ? try dm.table(device.name).targets.map(\.description) : []
-                entries.append(Entry(name: device.name.value, number: info.number.description,
-                                     major: info.number.major, minor: info.number.minor,
-                                     open_count: info.openCount, suspended: info.suspended, uuid: info.uuid,
-                                     table: table))
-            }
-        } catch {
-            throw CLIError(message: error.description, status: .failed)
-        }
+        let entries = try cli { () throws(DMSnapError) in try makeManager().devices() }.map(Entry.init)
         if json {
             struct Root: Encodable { var devices: [Entry] }
             try Output.json(Root(devices: entries))

@@ -7,32 +7,6 @@ import Glibc
 import Musl
 #endif
 
-/// dmsnap's exit statuses. Scripts rely on them: keep them stable.
-enum ExitStatus: Int32 {
-    case ok = 0
-    case failed = 1
-    case usage = 2
-    case refused = 3
-    case rolledBack = 4
-    case rollbackIncomplete = 5
-
-    static let helpText = """
-        Exit status:
-          0  success
-          1  failed (unexpected error)
-          2  usage error (bad command line)
-          3  refused: bad input or state; nothing was changed
-          4  failed, and everything this run changed was rolled back
-          5  failed, and rollback was incomplete: the message lists what is left and how to fix it
-        """
-}
-
-/// An error the CLI reports as one line and an exit status.
-struct CLIError: Error {
-    var message: String
-    var status: ExitStatus
-}
-
 enum Output {
     static func error(_ message: String) {
         writeStandardError("dmsnap: \(message)\n")
@@ -59,6 +33,10 @@ enum Output {
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// `x` with exactly `digits` decimals, rounded half away from zero ("12.35"); no locale, no ICU.

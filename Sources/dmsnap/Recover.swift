@@ -15,9 +15,8 @@ struct Recover: ParsableCommand {
     @OptionGroup var lock: LockOptions
 
     func run() throws {
-        let manager = try makeManager(lockWait: lock.waitLock)
-        let report: [String]
-        do { report = try manager.recover(set) } catch { throw CLIError(error) }
+        let manager = makeManager(lockWait: lock.waitLock)
+        let report = try cli { () throws(DMSnapError) in try manager.recover(set) }
         if json {
             struct Result: Encodable { var actions: [String] }
             try Output.json(Result(actions: report))

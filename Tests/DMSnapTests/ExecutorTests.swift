@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import DMSnap
+@testable import DMSnapModel
+@testable import DMSnapPlanning
+@testable import DMSnapKernel
+@testable import DMSnapStore
+import DMSnapTesting
+import SystemPackage
 
 // MARK: - the executor on hand-made plans
 
@@ -44,7 +50,7 @@ struct ExecutorUndoTests {
         #expect(!e.committed)
         #expect(e.rolledBack)
         #expect(e.leftovers.isEmpty)
-        #expect(e.cause.contains("injected"))
+        #expect(e.cause.description.contains("injected"))
         #expect(e.description.hasSuffix("everything was rolled back"))
         #expect(fx.dm.trace == ["create scratch  hidden", "load vg0-live zero", "freeze /mnt/0", "suspend vg0-live nolockfs",
                                 "syncfs /mnt/0",
@@ -105,7 +111,7 @@ struct ExecutorUndoTests {
         #expect(!e.rolledBack)
         #expect(e.leftovers.map(\.action) == [.load(live, Fx.original(0)), .thaw(mp)])
         #expect(e.leftovers.map(\.then) == [[.resume(live)], []])
-        #expect(e.leftovers.allSatisfy { $0.error.contains("injected") })
+        #expect(e.leftovers.allSatisfy { $0.error.description.contains("injected") })
         #expect(e.fixCommands == ["dmsetup load vg0-live --table '0 131072 linear 7:0 0'", "dmsetup resume vg0-live",
                                   "fsfreeze -u /mnt/0"])
         #expect(e.description.contains("rollback incomplete"))
@@ -171,7 +177,7 @@ struct ExecutorUndoTests {
         fx.store.failSave = { _ in true }
         let e = try #require(run(plan) { _ in false })
         #expect(e.step == .save(set))
-        #expect(e.cause == "memory:x: injected")
+        #expect(e.cause.description == "memory:x: injected")
         #expect(e.rolledBack)
         #expect(fx.dm.device(scratch) == nil)
         #expect(fx.store.sets.isEmpty)
@@ -181,8 +187,7 @@ struct ExecutorUndoTests {
         let plan = Plan(steps: [createScratch, Step(.syncFilesystem(mp))])
         final class Seen: @unchecked Sendable { var events: [String] = [] }
         let seen = Seen()
-        fx.manager.executor.observer = { seen.events.append("\($0)") }
-        fx.manager.executor.finished = { seen.events.append("done \($0)") }
+        fx.manager.logger = .capturing { seen.events.append($0) }
         _ = run(plan) { $0.hasPrefix("syncfs") }
         // Each action is seen when it starts and when it returns, failed ones too.
         let actions: [Action] = [plan.steps[0].action, .syncFilesystem(mp), .remove(scratch)]
@@ -276,19 +281,20 @@ struct TakeTests {
                 #expect(Fx.isRead(line), "injected failure of a mutating call ignored \(ctx)")
                 #expect(fx.world.ignoringFingerprints == taken.ignoringFingerprints, "\(ctx)\n\(fx.world)")
                 outcomes["ignored \(Fx.verb(line))", default: 0] += 1
-            case let .failure(.inspect(message)):
+            case let .failure(.kernel(kernelError)):
+                let message = kernelError.description
                 #expect(Fx.isRead(line), "\(ctx): \(message)")
                 #expect(message.contains("injected"), "\(ctx): \(message)")
                 #expect(fx.world == pristine, "\(ctx)\n\(fx.world)")
                 outcomes["inspect", default: 0] += 1
             case let .failure(.refused(e)):
                 #expect(Fx.isRead(line), "a failed \(Fx.verb(line)) reported as refused \(ctx): \(e)")
-                #expect(e.description.contains(errnoDescription(EIO)), "\(ctx): \(e)")
+                #expect(e.description.contains(Errno.ioError.description), "\(ctx): \(e)")
                 #expect(fx.world == pristine, "\(ctx)\n\(fx.world)")
                 outcomes["refused after failed \(Fx.verb(line))", default: 0] += 1
             case let .failure(.failed(e)):
                 fx.expectStepFailure(e, at: i, ctx)
-                #expect(e.cause.contains("injected"), "\(ctx): \(e)")
+                #expect(e.cause.description.contains("injected"), "\(ctx): \(e)")
                 #expect(e.leftovers.isEmpty, "\(ctx): \(e)")
                 if e.committed {
                     #expect(fx.world.devices == taken.devices, "every device runs its snapshot \(ctx)\n\(fx.world)")
@@ -655,7 +661,8 @@ struct MergeTests {
             switch result {
             case .success:
                 Issue.record("merge succeeded despite \(ctx)")
-            case let .failure(.inspect(message)):
+            case let .failure(.kernel(kernelError)):
+                let message = kernelError.description
                 #expect(Fx.isRead(line), "\(ctx): \(message)")
                 #expect(fx.world == before, "\(ctx)\n\(fx.world)")
                 outcomes["inspect", default: 0] += 1
@@ -795,7 +802,7 @@ struct DiscardTests {
             switch result {
             case .success:
                 Issue.record("discard succeeded despite \(ctx)")
-            case .failure(.inspect):
+            case .failure(.kernel):
                 #expect(Fx.isRead(line), "\(ctx)")
                 #expect(fx.world.ignoringFingerprints == taken.ignoringFingerprints, "\(ctx)\n\(fx.world)")
                 outcomes["inspect", default: 0] += 1

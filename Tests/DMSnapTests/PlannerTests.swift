@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import DMSnap
+@testable import DMSnapModel
+@testable import DMSnapPlanning
+@testable import DMSnapKernel
+@testable import DMSnapStore
+import DMSnapTesting
+import SystemPackage
 
 // MARK: - bad input
 
@@ -90,7 +96,7 @@ struct BadTake: Sendable, CustomTestStringConvertible {
         },
         BadTake("COW missing", ["vg0-live=/dev/loop99"], mentions: ["/dev/loop99: No such file or directory"]),
         BadTake("COW not a block device", ["vg0-live=/etc/hostname"], mentions: ["/etc/hostname: not a block device"]) { fx in
-            fx.dm.failErrno = ENOTBLK
+            fx.dm.failErrno = .notBlockDevice
             fx.dm.failWhen = { $0 == "blockdev /etc/hostname" }
         },
         BadTake("COW not a path", ["vg0-live=loop10"], mentions: ["loop10: COW must be a block device path"]),
@@ -204,7 +210,7 @@ struct KernelViewGatherTests {
 
     func gather() throws -> KernelView {
         fx.dm.resetTrace()
-        return try KernelView.gather(fx.dm, store: fx.store, paths: paths, probePaths: probePaths)
+        return try KernelView.read(fx.dm, store: fx.store, paths: paths, probePaths: probePaths)
     }
 
     /// The path lookups and probes, in order (device-mapper reads and `mounts` left out).
@@ -246,13 +252,14 @@ struct KernelViewGatherTests {
         #expect(view.claimed[Fx.cow(1)] == false, "later paths are still gathered")
         // The planner refuses it as the user's input, naming the path and the error.
         let request = fx.request()
-        #expect(throws: PlanError(Fx.cow(0), errnoDescription(EIO))) { try Planner.take(request, view: view) }
+        #expect(throws: PlanError(Fx.cow(0), Errno.ioError.description)) { try Planner.take(request, view: view) }
     }
 
     @Test(arguments: ["claimed /dev/loop11", "probe /dev/loop10", "claimed /dev/mapper/vg1-live"])
     func aFailedClaimCheckOrProbeThrows(_ failing: String) throws {
         fx.dm.failWhen = { $0 == failing }
-        #expect(throws: DeviceMapperError.self) { try gather() }
+        let thrown = #expect(throws: DMSnapError.self) { try gather() }
+        guard case .kernel? = thrown else { Issue.record("expected a kernel read failure, got \(String(describing: thrown))"); return }
         #expect(pathCalls.last == failing, "gathering stops at the failed call")
         // Through the manager, with the failing path as a COW.
         let path = String(failing.split(separator: " ")[1])
@@ -260,7 +267,7 @@ struct KernelViewGatherTests {
         fx.dm.failWhen = { $0 == failing }
         let result = attempt { () throws(DMSnapError) in try fx.manager.take(request) }
         fx.dm.failWhen = nil
-        guard case let .failure(.inspect(message)) = result else {
+        guard case let .failure(.kernel(kernelError)) = result, case let message = kernelError.description else {
             Issue.record("expected an inspection failure, got \(result)")
             return
         }
@@ -279,7 +286,7 @@ struct KernelViewScopeTests {
     /// dm device names read in full (an `info` call), in order.
     func read(_ scope: KernelView.Scope, paths: [String] = []) throws -> (KernelView, [String]) {
         fx.dm.resetTrace()
-        let view = try KernelView.gather(fx.dm, store: fx.store, paths: paths, scope: scope)
+        let view = try KernelView.read(fx.dm, store: fx.store, paths: paths, scope: scope)
         return (view, fx.dm.trace.filter { $0.hasPrefix("info ") }.map { String($0.dropFirst(5)) })
     }
 
@@ -309,7 +316,7 @@ struct KernelViewScopeTests {
         #expect(Set(view.devices.keys) == [Fx.live(1), set.members[0].base])
         #expect(!infos.contains("vg0-live"))
         // Status through the manager sees the same set as with a full view.
-        let full = try KernelView.gather(fx.dm, store: fx.store)
+        let full = try KernelView.read(fx.dm, store: fx.store)
         #expect(try fx.manager.status() == full.sets.map { SetStatus.of($0, view: full) })
         #expect(try fx.manager.status()[0].devices.map(\.state) == [.active])
     }
@@ -446,7 +453,7 @@ struct PlannerAcceptTests {
         #expect(set.phase == .taking)
         let loads = plan.actions.compactMap { if case let .load(_, t) = $0 { t } else { nil } }
         #expect(loads.count == c.devices.count)
-        for t in loads { #expect(t.targets.first?.params.hasSuffix(" P \(c.chunkSectors)") == true, "\(t)") }
+        for t in loads { #expect(t.targets.first?.params.kernelText.hasSuffix(" P \(c.chunkSectors)") == true, "\(t)") }
 
         // And the manager carries it out.
         fx.dm.resetTrace()
@@ -454,7 +461,7 @@ struct PlannerAcceptTests {
         #expect(result.isSuccess, "\(result)")
         for m in set.members {
             let base = try #require(fx.dm.device(m.base))
-            #expect(fx.dm.device(m.device)?.live == m.snapshotTable(baseNumber: base.number, chunk: set.chunk, merge: false))
+            #expect(fx.dm.device(m.device)?.live == m.snapshotTable(base: .number(base.number), chunk: set.chunk, merge: false))
         }
         fx.expectSafe()
     }
@@ -547,7 +554,7 @@ struct TakePlanShapeTests {
             #expect(t.targets.count == 1)
             #expect(t.targets[0].type == "snapshot")
             #expect(t.targets[0].length == Fx.liveSectors)
-            let p = t.targets[0].params.split(separator: " ").map(String.init)
+            let p = t.targets[0].params.kernelText.split(separator: " ").map(String.init)
             #expect(p.count == 4)
             // The base has no number yet: named by path, which the executor resolves before loading.
             #expect(p.first == Fx.base(k).path)
@@ -592,7 +599,7 @@ struct ExistingSetPlanTests {
     @Test func startMergeSuspendsAllBeforeResumingAny() throws {
         let fx = SnapFixture(devices: 3, mounted: [1])
         let set = try #require(fx.take())
-        let plan = try #require(try Planner.startMerge(set, view: try KernelView.gather(fx.dm, store: fx.store)))
+        let plan = try #require(try Planner.startMerge(set, view: try KernelView.read(fx.dm, store: fx.store)))
         let verbs = plan.actions.map(fxVerb)
         #expect(verbs == ["load", "load", "load", "save", "suspend", "suspend", "suspend", "resume", "resume", "resume"])
         #expect(plan.commitIndex == 6)
@@ -617,7 +624,7 @@ struct ExistingSetPlanTests {
         fx.take()
         try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
         let set = try #require(fx.store.sets[mkSetName("s")])
-        #expect(try Planner.startMerge(set, view: try KernelView.gather(fx.dm, store: fx.store)) == nil)
+        #expect(try Planner.startMerge(set, view: try KernelView.read(fx.dm, store: fx.store)) == nil)
     }
 
     @Test func finishMergeRefusedUntilComplete() throws {
@@ -627,10 +634,10 @@ struct ExistingSetPlanTests {
         fx.dm.statusOverride[Fx.live(1)] = "40/65536 16"
         let set = try #require(fx.store.sets[mkSetName("s")])
         #expect(throws: PlanError("vg1-live", "merge not complete (40/65536 16)")) {
-            try Planner.finishMerge(set, view: try KernelView.gather(fx.dm, store: fx.store))
+            try Planner.finishMerge(set, view: try KernelView.read(fx.dm, store: fx.store))
         }
         fx.dm.statusOverride[Fx.live(1)] = "16/65536 16"
-        let plan = try Planner.finishMerge(set, view: try KernelView.gather(fx.dm, store: fx.store))
+        let plan = try Planner.finishMerge(set, view: try KernelView.read(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "suspend", "suspend", "resume", "resume",
                                              "remove", "remove", "zero", "zero", "delete"])
         #expect(plan.commitIndex == 5)
@@ -664,7 +671,7 @@ struct ExistingSetPlanTests {
     @Test func discardPlanRestoresThenCleansUp() throws {
         let fx = SnapFixture(devices: 2)
         let set = try #require(fx.take())
-        let plan = try Planner.discard(set, view: try KernelView.gather(fx.dm, store: fx.store))
+        let plan = try Planner.discard(set, view: try KernelView.read(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "save", "suspend", "suspend", "resume", "resume",
                                              "remove", "remove", "zero", "zero", "delete"])
         #expect(plan.commitIndex == 6)
@@ -676,7 +683,7 @@ struct ExistingSetPlanTests {
     @Test func interruptedSetsAreRefused() throws {
         let fx = SnapFixture(devices: 1)
         let set = try #require(fx.take())
-        let view = try KernelView.gather(fx.dm, store: fx.store)
+        let view = try KernelView.read(fx.dm, store: fx.store)
         for phase in [SnapshotSet.Phase.taking, .discarding] {
             let stuck = set.with(phase: phase)
             #expect(throws: PlanError("s", "set was interrupted while \(phase.rawValue); run 'dmsnap recover s'")) {

@@ -1,6 +1,13 @@
 import Foundation
 import Testing
 @testable import DMSnap
+@testable import DMSnapModel
+@testable import DMSnapPlanning
+@testable import DMSnapKernel
+@testable import DMSnapStore
+import DMSnapTesting
+import SystemPackage
+import Logging
 
 // Shared fixtures for the planner, executor and lifecycle tests.
 
@@ -33,14 +40,14 @@ enum Fx {
     static func mountPoint(_ k: Int) -> String { "/mnt/\(k)" }
     static func original(_ k: Int) -> Table { mkTable("0 131072 linear 7:\(k) 0") }
 
-    /// Trace verbs of FakeDeviceMapper calls that only read.
+    /// Trace verbs of FakeKernel calls that only read.
     static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read"]
 
     static func verb(_ traceLine: String) -> String { String(traceLine.prefix { $0 != " " }) }
     static func isRead(_ traceLine: String) -> Bool { readCalls.contains(verb(traceLine)) }
 }
 
-/// The trace verb FakeDeviceMapper records for an action (`save` / `delete` are store-only).
+/// The trace verb FakeKernel records for an action (`save` / `delete` are store-only).
 func fxVerb(_ action: Action) -> String {
     switch action {
     case .create: "create"
@@ -71,7 +78,7 @@ struct SetConfig: Sendable, Hashable, CustomTestStringConvertible {
 
 /// Everything a lifecycle command may change, for before/after comparisons.
 struct World: Equatable, CustomStringConvertible {
-    var devices: [DeviceName: FakeDeviceMapper.Device]
+    var devices: [DeviceName: FakeKernel.Device]
     /// Sets with `created` blanked (it is the wall clock of the take).
     var sets: [SetName: SnapshotSet]
     var frozen: Set<String>
@@ -100,7 +107,7 @@ struct World: Equatable, CustomStringConvertible {
 /// N loop devices, each under a linear dm device, some mounted, plus one COW per device; a
 /// manager over them with a fast poll interval.
 final class SnapFixture {
-    let dm = FakeDeviceMapper()
+    let dm = FakeKernel()
     let store = MemorySetStore()
     let manager: SnapshotManager
     let count: Int
@@ -115,7 +122,7 @@ final class SnapFixture {
         }
         for k in 0..<count { dm.addDevice(Fx.live(k), table: Fx.original(k)) }
         for k in mounted.sorted() { dm.mount(Fx.live(k), at: Fx.mountPoint(k)) }
-        manager = SnapshotManager(dm: dm, store: store)
+        manager = SnapshotManager(kernel: dm, store: store)
         manager.pollInterval = .milliseconds(1)
     }
 
@@ -132,7 +139,7 @@ final class SnapFixture {
     /// The view `SnapshotManager.take` plans from (device paths looked up, COW paths probed too).
     func view(for request: TakeRequest) throws -> KernelView {
         let lookups = request.lookups
-        return try KernelView.gather(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
+        return try KernelView.read(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
                                      scope: lookups.scope)
     }
 
@@ -240,4 +247,47 @@ extension Result where Failure == DMSnapError {
     var refusal: PlanError? { if case let .failure(.refused(e)) = self { e } else { nil } }
     var executionError: ExecutionError? { if case let .failure(.failed(e)) = self { e } else { nil } }
     var isSuccess: Bool { if case .success = self { true } else { false } }
+}
+
+// MARK: - terse forms for tests
+
+/// `e?.errno == ENXIO`: an optional Errno against a libc constant.
+func == (a: Errno?, b: Int32) -> Bool { a?.rawValue == b }
+
+extension KernelError {
+    /// A kernel error with a libc errno constant.
+    init(call: String, device: String, errno: Int32, detail: String = "") {
+        self.init(call: call, device: device, errno: Errno(rawValue: errno), detail: detail)
+    }
+}
+
+extension TargetLine {
+    /// A target line from its type and parameter text, parsed as the kernel's would be.
+    init(start: Sectors, length: Sectors, type: String, params: String) {
+        do {
+            self.init(start: start, length: length,
+                      try TargetParams(type: type, fields: params.split(separator: " ").map(String.init)))
+        } catch { fatalError("bad test target \(type) \(params): \(error.why)") }
+    }
+}
+
+/// A log handler that hands every trace message to `sink` (the executor's steps).
+struct CapturingLogHandler: LogHandler {
+    let sink: @Sendable (String) -> Void
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        if event.level == .trace { sink(event.message.description) }
+    }
+}
+
+extension Logger {
+    /// A logger whose trace messages go to `sink`.
+    static func capturing(_ sink: @escaping @Sendable (String) -> Void) -> Logger {
+        Logger(label: "test") { _ in CapturingLogHandler(sink: sink) }
+    }
 }

@@ -2,6 +2,8 @@
 # Helpers shared by the dmsnap kernel tests (sourced by suite.sh after lib.sh, via t_*.sh).
 
 DMSNAP=${DMSNAP:-$T_REPO/.build/debug/dmsnap}
+# the same commands with the fault-injection hook (DMSNAP_TEST_FAULT); never shipped
+DMSNAP_TEST=${DMSNAP_TEST:-$T_REPO/.build/debug/dmsnap-test}
 PROBE=${PROBE:-$T_REPO/.build/debug/dmsnap-probe}
 
 # start_writer DIR: appends 4 KiB records with fdatasync to DIR/writer.log until stopped;

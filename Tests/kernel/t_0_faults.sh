@@ -62,7 +62,7 @@ test_fault_at_every_take_call() {
     for ((n = 1; n <= total; n++)); do
         tried=$((tried + 1))
         rc=0
-        DMSNAP_TEST_FAULT=fail:$n "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2" >"$T_DIR/out" 2>&1 || rc=$?
+        DMSNAP_TEST_FAULT=fail:$n "$DMSNAP_TEST" take s1 "$D1=$C1" "$D2=$C2" >"$T_DIR/out" 2>&1 || rc=$?
         log "fail:$n -> exit $rc: $(head -c 300 "$T_DIR/out")"
         no_suspended "fail:$n"
         not_frozen "$M1" "fail:$n"
@@ -112,7 +112,7 @@ interrupted() {
     local mode=$1 n=$2
     shift 2
     RC=0
-    DMSNAP_TEST_FAULT=$mode:$n "$DMSNAP" "$@" >"$T_DIR/out" 2>&1 || RC=$?
+    DMSNAP_TEST_FAULT=$mode:$n "$DMSNAP_TEST" "$@" >"$T_DIR/out" 2>&1 || RC=$?
     log "$1 $mode:$n -> exit $RC: $(head -c 300 "$T_DIR/out")"
     if [[ $mode == kill ]]; then
         ((RC == 137)) || fail "$1 kill:$n: expected SIGKILL (137), got $RC: $(cat "$T_DIR/out")"
@@ -199,7 +199,7 @@ test_kill_at_every_take_step_then_recover() {
     for ((n = 1; n <= total; n++)); do
         tried=$((tried + 1))
         rc=0
-        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2" >"$T_DIR/out" 2>&1 || rc=$?
+        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP_TEST" take s1 "$D1=$C1" "$D2=$C2" >"$T_DIR/out" 2>&1 || rc=$?
         ((rc == 137)) || fail "kill:$n: expected SIGKILL (137), got $rc"
         assert_exit 0 "kill:$n recover" -- "$DMSNAP" recover
         log "kill:$n -> $T_OUT"
@@ -222,6 +222,22 @@ test_kill_at_every_take_step_then_recover() {
         assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "kill:$n: data changed"
     done
     echo "take kill points tried: $tried, all recovered" >&2
+}
+
+# The shipped binary has no test hook: DMSNAP_TEST_FAULT changes nothing there.
+test_shipped_binary_ignores_the_test_hook() {
+    setup_two
+    local s1 s2
+    s1=$(fx checksum "$M1")
+    s2=$(fx checksum "$M2")
+    assert_exit 0 "take with DMSNAP_TEST_FAULT=fail:1 (shipped dmsnap)" -- env DMSNAP_TEST_FAULT=fail:1 "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2"
+    assert_eq "$(table_kinds "$D1" "$D2")" "snapshot snapshot" "the hook was honoured"
+    assert_exit 0 "merge with DMSNAP_TEST_FAULT=kill:1 (shipped dmsnap)" -- env DMSNAP_TEST_FAULT=kill:1 "$DMSNAP" merge s1
+    assert_eq "$(table_kinds "$D1" "$D2")" "linear linear" "merge did not finish"
+    assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "data changed"
+    # and the test build does honour it
+    assert_exit 4 "take with the hook (dmsnap-test)" -- env DMSNAP_TEST_FAULT=fail:1 "$DMSNAP_TEST" take s1 "$D1=$C1" "$D2=$C2"
+    assert_contains "$T_OUT" "injected fault 1"
 }
 
 test_lock_makes_second_command_wait_or_fail() {

@@ -16,6 +16,7 @@ test_bench_quick_produces_results() {
     local label
     for label in "dmsnap take" "lvcreate -s" "kernel floor (dmsnap-probe floor)" "idle (no take" \
         "dmsnap take, 1 device" "dmsnap take, 4 devices" "dmsnap take, 16 devices" \
+        "kernel floor, 16 devices (dmsnap-probe floor)" \
         "dmsnap merge (online, mounted)" "kernel merge floor (dmsnap-probe mergefloor)" "lvconvert --merge (unmounted)"; do
         assert_contains "$table" "| $label" "contender missing from the table"
     done
@@ -24,9 +25,9 @@ test_bench_quick_produces_results() {
 sorted(k for k, e in d["summary"].items()
        if isinstance((e.get("wall_ms") or {}).get("median"), (int, float)) and e["wall_ms"]["median"] > 0
        and (k.startswith("merge/") or isinstance((e.get("stall_ms") or {}).get("median"), (int, float))))')" \
-        "['merge/dmsnap', 'merge/floor', 'merge/lvm', 'scale/set1', 'scale/set16', 'scale/set4', 'take/dmsnap', 'take/floor', 'take/idle', 'take/lvm']" \
+        "['merge/dmsnap', 'merge/floor', 'merge/lvm', 'scale/floor16', 'scale/set1', 'scale/set16', 'scale/set4', 'take/dmsnap', 'take/floor', 'take/idle', 'take/lvm']" \
         "contenders without numeric results"
-    assert_eq "$(json "$out/results.json" 'all(isinstance(t["ratio"], float) for t in d["targets"]) and len(d["targets"])')" 5 \
+    assert_eq "$(json "$out/results.json" 'all(isinstance(t["ratio"], float) for t in d["targets"]) and len(d["targets"])')" 6 \
         "targets not evaluated"
     # the table's cells are numbers, not placeholders
     assert_not_contains "$(grep -E '^\| (take|scale) \|' <<<"$table")" "| – |" "empty cell in the results table"

@@ -1,0 +1,170 @@
+import Logging
+
+/// Why one step failed: the kernel call (with its errno) or the state store.
+public enum StepFailure: Error, Hashable, Sendable, CustomStringConvertible {
+    case kernel(KernelError)
+    case store(StoreError)
+
+    public var description: String {
+        switch self {
+        case let .kernel(e): e.description
+        case let .store(e): e.description
+        }
+    }
+}
+
+/// A plan that failed: which step, why, and whether everything it did was undone.
+public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Leftover: Hashable, Sendable {
+        public var action: Action
+        public var error: StepFailure
+        /// The rest of the same compensation: re-run after fixing `action` (they ran, but
+        /// without `action` they could not do their part).
+        public var then: [Action] = []
+    }
+
+    public var step: Action
+    public var cause: StepFailure
+    /// True when the failure came after the commit point: the plan rolled forward instead of back.
+    public var committed: Bool
+    /// Compensations that failed: each is state left behind, with the command that fixes it.
+    public var leftovers: [Leftover]
+    /// Where the set descriptions live (for the fix commands).
+    public var stateDirectory: String
+
+    public var rolledBack: Bool { leftovers.isEmpty && !committed }
+    public var rollbackIncomplete: Bool { !leftovers.isEmpty }
+
+    public var description: String {
+        var text = "\(step) failed: \(cause)"
+        if !leftovers.isEmpty {
+            text += "; rollback incomplete: " + leftovers.map { "\($0.action) failed (\($0.error))" }.joined(separator: "; ")
+        } else if committed {
+            text += " (after the point of no return; nothing was rolled back)"
+        } else {
+            text += "; everything was rolled back"
+        }
+        return text
+    }
+
+    /// The commands an admin runs to finish what rollback could not.
+    public var fixCommands: [String] {
+        leftovers.flatMap { [$0.action] + $0.then }.map { $0.manualCommand(stateDirectory: stateDirectory) }
+    }
+}
+
+/// Runs plans against the kernel with an undo stack. On failure before the commit point it undoes
+/// every completed step in reverse; after it, it only undoes what must never be left behind
+/// (resumes suspended devices, thaws frozen filesystems). Either way it never stops half-way
+/// through compensations: every one is tried, and the ones that fail are reported.
+/// Every action is logged at trace level when it starts and when it returns (`done …`).
+public final class Executor {
+    public let kernel: any KernelControl
+    public let store: any SetStore
+    public var logger: Logger
+
+    public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
+        self.kernel = kernel
+        self.store = store
+        self.logger = logger
+    }
+
+    private struct Pending {
+        var action: Action
+        var undo: [Action]
+    }
+
+    public func run(_ plan: Plan) throws(ExecutionError) {
+        var pending: [Pending] = []
+        var committed = false
+        for (index, step) in plan.steps.enumerated() {
+            do {
+                try perform(step.action)
+            } catch {
+                let leftovers = rollback(pending, onlySafety: committed)
+                throw ExecutionError(step: step.action, cause: error, committed: committed, leftovers: leftovers,
+                                     stateDirectory: store.location)
+            }
+            // A resume ends the need to undo its suspend; a thaw, its freeze.
+            switch step.action {
+            case let .resume(name): pending.removeAll { if case .suspend(name, _) = $0.action { true } else { false } }
+            case let .thaw(mp): pending.removeAll { if case .freeze(mp) = $0.action { true } else { false } }
+            default: break
+            }
+            pending.append(Pending(action: step.action, undo: step.undo))
+            if index == plan.commitIndex { committed = true }
+        }
+    }
+
+    /// Undoes in reverse. After the commit point only suspends and freezes are undone.
+    private func rollback(_ pending: [Pending], onlySafety: Bool) -> [ExecutionError.Leftover] {
+        var leftovers: [ExecutionError.Leftover] = []
+        var failedDevices: Set<DeviceName> = []
+        for entry in pending.reversed() {
+            if onlySafety {
+                switch entry.action {
+                case .suspend, .freeze: break
+                default: continue
+                }
+            }
+            for (i, action) in entry.undo.enumerated() {
+                // A device whose restore group failed keeps what that group loaded: a later
+                // clear would drop the table the fix commands are about to resume.
+                if case let .clearInactive(name) = action, failedDevices.contains(name) { continue }
+                do {
+                    try perform(action)
+                } catch {
+                    if let name = action.device { failedDevices.insert(name) }
+                    // Keep going: the remaining actions (a resume above all) matter even more
+                    // when an earlier one failed; never leave a device suspended.
+                    leftovers.append(.init(action: action, error: error, then: Array(entry.undo[(i + 1)...])))
+                }
+            }
+        }
+        return leftovers
+    }
+
+    /// Snapshot tables name a base made in the same plan by name; the kernel reports it back as
+    /// MAJ:MIN, so load it that way (the record then compares equal).
+    func resolvingNames(_ table: Table, call: String) throws(KernelError) -> Table {
+        try table.mapDevices { ref throws(KernelError) -> DeviceRef in
+            guard case let .mapper(name) = ref else { return ref }
+            guard let info = try kernel.info(name) else { throw KernelError(call: call, device: name.path, errno: .noSuchAddressOrDevice) }
+            return .number(info.number)
+        }
+    }
+
+    public func perform(_ action: Action) throws(StepFailure) {
+        logger.trace("\(action)")
+        defer { logger.trace("done \(action)") }
+        do {
+            switch action {
+            case let .create(name, uuid, table, hidden):
+                try kernel.create(name, uuid: uuid, table: try resolvingNames(table, call: "create"), hidden: hidden)
+            case let .load(name, table): try kernel.load(name, table: try resolvingNames(table, call: "load"))
+            case let .clearInactive(name): try kernel.clearInactive(name)
+            case let .suspend(name, lockfs): try kernel.suspend(name, lockfs: lockfs)
+            case let .resume(name): try kernel.resume(name)
+            case let .remove(name): try kernel.remove(name)
+            case let .zeroHeader(path, bytes): try kernel.zeroHeader(path, bytes: bytes)
+            case let .syncFilesystem(mp): try kernel.syncFilesystem(mp)
+            case let .freeze(mp): try kernel.freeze(mp)
+            case let .thaw(mp): try kernel.thaw(mp)
+            case let .thawIfFrozen(mp):
+                do { try kernel.thaw(mp) } catch where error.errno == .invalidArgument {}
+            case .save, .deleteState: break
+            }
+        } catch {
+            throw .kernel(error)
+        }
+        do {
+            switch action {
+            case let .save(set): try store.save(set)
+            case let .deleteState(name): try store.delete(name)
+            default: break
+            }
+        } catch {
+            throw .store(error)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+extension KernelView {
+    /// Reads what a plan needs: the dm devices in `scope` (one list ioctl finds every device's
+    /// number; only the scope is read in full), the mounts, the recorded sets, and block-device
+    /// facts for `paths`. `probePaths` (COWs) are also checked for exclusive users and
+    /// signatures — never when they are suspended dm devices, whose I/O would block.
+    public static func read(_ kernel: some KernelControl, store: some SetStore, paths: [String] = [],
+                            probePaths: [String] = [], scope: Scope = .all) throws(DMSnapError) -> KernelView {
+        var view = KernelView(privileged: kernel.isPrivileged)
+        guard view.privileged else { return view }
+        do { view.sets = try store.list() } catch { throw .from(error) }
+        do {
+            try view.readKernel(kernel, paths: paths, probePaths: probePaths, scope: scope)
+        } catch {
+            throw .kernel(error)
+        }
+        return view
+    }
+
+    private mutating func readKernel(_ kernel: some KernelControl, paths: [String], probePaths: [String],
+                                     scope: Scope) throws(KernelError) {
+        let listed = try kernel.list()
+        var byNumber: [DeviceNumber: DeviceName] = [:]
+        for entry in listed where byNumber[entry.number] == nil { byNumber[entry.number] = entry.name }
+
+        // Block facts (stat + size ioctl; no I/O): they also say which dm devices the paths are.
+        var seen: Set<String> = []
+        for path in paths + probePaths where seen.insert(path).inserted {
+            do { blocks[path] = .success(try kernel.blockDevice(at: path)) } catch {
+                // A missing or odd path is the user's input: the planner refuses it.
+                blocks[path] = .failure(error.lookupFailure)
+            }
+        }
+
+        var queue: [DeviceName]
+        switch scope {
+        case .all: queue = listed.map(\.name)
+        case let .devices(names): queue = names.sorted()
+        case .recordedSets: queue = Scope.names(of: sets).sorted()
+        }
+        if case .all = scope {} else {
+            for case let .success(block) in blocks.values { if let n = byNumber[block.number] { queue.append(n) } }
+        }
+        var read: Set<DeviceName> = []
+        while !queue.isEmpty {
+            let name = queue.removeFirst()
+            guard read.insert(name).inserted, let info = try kernel.info(name) else { continue }
+            let table = info.hasLiveTable ? try kernel.table(name) : nil
+            let deps = info.hasLiveTable ? try kernel.dependencies(name) : []
+            let status = table?.targets.contains(where: \.params.isSnapshot) == true ? try kernel.status(name) : []
+            devices[name] = Device(info: info, table: table, dependencies: deps, status: status)
+            queue += deps.compactMap { byNumber[$0] }
+        }
+        mounts = try kernel.mounts()
+        for path in probePaths {
+            guard case let .success(block)? = blocks[path], claimed[path] == nil else { continue }
+            // A dm device behind the path is in the view (read above): never probe a suspended one.
+            if device(numbered: block.number)?.1.info.suspended == true { continue }
+            claimed[path] = try kernel.isClaimed(path)
+            if let sig = try kernel.probeSignature(path) { signatures[path] = sig }
+        }
+    }
+}

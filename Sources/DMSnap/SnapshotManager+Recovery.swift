@@ -1,0 +1,90 @@
+extension SnapshotManager {
+    /// Brings sets a killed dmsnap left half-way to a consistent state: resumes suspended
+    /// devices, then finishes or undoes the interrupted step, and thaws. Idempotent. Returns one
+    /// line per set saying what it did.
+    public func recover(_ name: String? = nil) throws(DMSnapError) -> [String] {
+        try requireRoot()
+        let names: [String]
+        if let name {
+            names = [try existing(name).name.value]
+        } else {
+            do { names = try store.list().map(\.name.value) } catch { throw .from(error) }
+        }
+        var report: [String] = []
+        for n in names {
+            let (line, needsMerge) = try locked { () throws(DMSnapError) -> (String, Bool) in try recoverLocked(n) }
+            if needsMerge { try merge(n) }
+            report.append(line)
+        }
+        return report
+    }
+
+    func recoverLocked(_ name: String) throws(DMSnapError) -> (String, Bool) {
+        let set = try existing(name)
+        let v1 = try view(scope: .of([set]))
+        let first = try plan { () throws(PlanError) in try Planner.resumeStage(set, view: v1) }
+        try execute(first)
+        let v2 = try view(scope: .of([set]))
+        let settlement = try plan { () throws(PlanError) in try Planner.settleStage(set, view: v2) }
+        try execute(settlement.plan)
+        var line = settlement.summary
+        let resumed = first.steps.count
+        if resumed > 0 { line += " (resumed \(resumed) suspended device\(resumed == 1 ? "" : "s"))" }
+        return (line, settlement.needsMerge)
+    }
+
+    /// Records each base's fingerprint (after take, outside the freeze window) and returns the
+    /// set with them. A base that cannot be read, or a record that cannot be saved, is reported
+    /// as a warning: `activate` then cannot check that device after a reboot.
+    func recordFingerprints(_ set: SnapshotSet) -> SnapshotSet {
+        var updated = set
+        for (i, m) in set.members.enumerated() {
+            do {
+                let header = try kernel.readHeader(m.base.path, bytes: Fingerprint.bytes)
+                updated.members[i].baseFingerprint = Fingerprint.of(header: header, size: m.size)
+            } catch {
+                logger.warning("\(m.device): cannot record the frozen image's fingerprint (\(error)); activate after a reboot will not be able to check this device")
+            }
+        }
+        guard updated != set else { return set }
+        do { try store.save(updated) } catch {
+            logger.warning("set \(set.name): cannot save the fingerprints (\(error)); activate after a reboot will not be able to check the devices")
+            return set
+        }
+        return updated
+    }
+
+    /// After a reboot: rebuilds the snapshot stack of `name` on the re-created live devices from
+    /// the persistent COWs. Refuses a device whose content changed since take unless `force`.
+    public func activate(_ name: String, force: Bool = false) throws(DMSnapError) {
+        _ = try existing(name)
+        try locked { () throws(DMSnapError) in try activateLocked(name, force: force) }
+    }
+
+    func activateLocked(_ name: String, force: Bool) throws(DMSnapError) {
+        let set = try existing(name)
+        let v = try view(paths: [], probePaths: set.members.map(\.cow), scope: .of([set]))
+        var fingerprints: [DeviceName: String] = [:]
+        var headers: [String: [UInt8]] = [:]
+        for m in set.members {
+            // Only read devices that exist and are not suspended (the planner refuses the rest).
+            if let live = v.devices[m.device], !live.info.suspended, live.table == m.originalTable {
+                do {
+                    fingerprints[m.device] = Fingerprint.of(header: try kernel.readHeader(m.device.path, bytes: Fingerprint.bytes), size: m.size)
+                } catch { throw .kernel(error) }
+            }
+            if case .success? = v.blocks[m.cow] {
+                do { headers[m.cow] = try kernel.readHeader(m.cow, bytes: 512) } catch { throw .kernel(error) }
+            }
+        }
+        let (_, activation) = try plan { () throws(PlanError) in
+            try Planner.activate(set, view: v, fingerprints: fingerprints, cowHeaders: headers, force: force)
+        }
+        if set.phase == .active, !force {
+            for m in set.members where m.baseFingerprint == nil {
+                logger.warning("\(m.device): no fingerprint was recorded at take; cannot check that it is unchanged since")
+            }
+        }
+        try execute(activation)
+    }
+}

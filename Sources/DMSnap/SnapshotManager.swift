@@ -1,0 +1,112 @@
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The library's front door: take, status, merge, discard, recover and activate snapshot sets.
+/// Every command reads the kernel view, asks the planner for a plan (a refusal changes nothing),
+/// and runs it with the executor, holding the command lock when it changes anything.
+public final class SnapshotManager {
+    public let kernel: any KernelControl
+    public let store: any SetStore
+    public let executor: Executor
+    /// Trace lines (every kernel step), warnings (e.g. a fingerprint that could not be recorded).
+    public var logger: Logger {
+        didSet { executor.logger = logger }
+    }
+    /// Time between status polls while waiting for a merge (short: the wait is quantised by it).
+    public var pollInterval: Duration = .milliseconds(10)
+    /// Serialises changing commands between processes; nil for none (tests on the fake).
+    public var lock: CommandLock?
+    /// How long a changing command waits for another dmsnap to finish.
+    public var lockWait: Double = 5
+
+    public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
+        self.kernel = kernel
+        self.store = store
+        self.logger = logger
+        executor = Executor(kernel: kernel, store: store, logger: logger)
+    }
+
+    /// The real kernel, the state directory and the command lock.
+    public convenience init(logger: Logger = Logger(label: "dmsnap")) {
+        self.init(kernel: LinuxKernel(), store: FileSetStore(), logger: logger)
+        lock = CommandLock()
+    }
+
+    func requireRoot() throws(DMSnapError) {
+        guard kernel.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
+    }
+
+    func view(paths: [String] = [], probePaths: [String] = [], scope: KernelView.Scope) throws(DMSnapError) -> KernelView {
+        try requireRoot()
+        return try KernelView.read(kernel, store: store, paths: paths, probePaths: probePaths, scope: scope)
+    }
+
+    func existing(_ name: String) throws(DMSnapError) -> SnapshotSet {
+        let setName: SetName
+        do { setName = try SetName(name) } catch { throw .refused(PlanError("", error.description)) }
+        try requireRoot()
+        let set: SnapshotSet?
+        do { set = try store.load(setName) } catch { throw .from(error) }
+        guard let set else { throw .refused(PlanError(setName.value, "no such snapshot set")) }
+        return set
+    }
+
+    /// Runs `body` holding the command lock (when there is one).
+    func locked<T>(_ body: () throws(DMSnapError) -> T) throws(DMSnapError) -> T {
+        guard let lock else { return try body() }
+        let acquired: Bool
+        do { acquired = try lock.acquire(waiting: lockWait) } catch { throw .store(error) }
+        guard acquired else {
+            throw .refused(PlanError("", "another dmsnap command is running (lock \(lock.path)); waited \(lockWait) s (see --wait-lock)"))
+        }
+        defer { lock.release() }
+        return try body()
+    }
+
+    /// A plan from the planner; its refusal becomes the command's.
+    func plan<T>(_ body: () throws(PlanError) -> T) throws(DMSnapError) -> T {
+        do { return try body() } catch { throw .refused(error) }
+    }
+
+    func execute(_ plan: Plan) throws(DMSnapError) {
+        do { try executor.run(plan) } catch { throw .failed(error) }
+    }
+
+    // MARK: take
+
+    /// Plans (refusing bad input before any change), then runs the take plan.
+    @discardableResult
+    public func take(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
+        try requireRoot()
+        return try locked { () throws(DMSnapError) -> SnapshotSet in
+            let lookups = request.lookups
+            let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
+            let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            try execute(takePlan)
+            return recordFingerprints(set.with(phase: .active))
+        }
+    }
+
+    // MARK: status
+
+    public func status(_ name: String? = nil) throws(DMSnapError) -> [SetStatus] {
+        if let name {
+            let set = try existing(name)
+            return [SetStatus.of(set, view: try view(scope: .of([set])))]
+        }
+        let view = try view(scope: .recordedSets)
+        return view.sets.map { SetStatus.of($0, view: view) }
+    }
+}
+
+/// Sleeps the calling thread (the library's waits are synchronous; no Foundation `Thread` needed).
+func sleep(for d: Duration) {
+    let (s, atto) = d.components
+    var want = timespec(tv_sec: Int(max(0, s)), tv_nsec: Int(max(0, atto) / 1_000_000_000))
+    var left = timespec()
+    while nanosleep(&want, &left) == -1 && errno == EINTR { want = left }
+}

@@ -1,0 +1,78 @@
+import CDeviceMapper
+import DMSnapModel
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Block devices: stat and the size ioctls, exclusive opens, libblkid probes, the COW header.
+extension LinuxKernel: BlockDeviceControl {
+    public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo {
+        let st: Stat
+        do { st = try FilePath(path).stat() } catch { throw KernelError(call: "stat", device: path, errno: error) }
+        guard st.type == .blockSpecial else { throw KernelError(call: "stat", device: path, errno: .notBlockDevice) }
+        let rdev = UInt64(st.specialDeviceID.rawValue)
+        return try Syscalls.withFile(path, .readOnly) { fd throws(KernelError) in
+            var bytes: UInt64 = 0
+            try Syscalls.check("BLKGETSIZE64", path) { cdm_blkgetsize64(fd.rawValue, &bytes) }
+            var lbs: Int32 = 512
+            try Syscalls.check("BLKSSZGET", path) { cdm_blksszget(fd.rawValue, &lbs) }
+            return BlockDeviceInfo(path: path, number: DeviceNumber(major: cdm_major(rdev), minor: cdm_minor(rdev)),
+                                   size: Sectors(bytes / 512), logicalBlockSize: UInt32(lbs))
+        }
+    }
+
+    public func isClaimed(_ path: String) throws(KernelError) -> Bool {
+        // O_EXCL on a block device fails with EBUSY while it is mounted or held by another device.
+        do {
+            let fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.exclusiveCreate, .closeOnExec])
+            try? fd.close()
+            return false
+        } catch Errno.resourceBusy {
+            return true
+        } catch {
+            throw KernelError(call: "open", device: path, errno: error as? Errno)
+        }
+    }
+
+    public func probeSignature(_ path: String) throws(KernelError) -> String? {
+        guard let probe = blkid_new_probe_from_filename(path) else {
+            throw KernelError(call: "blkid probe", device: path, errno: Errno(rawValue: errno))
+        }
+        defer { blkid_free_probe(probe) }
+        _ = blkid_probe_enable_superblocks(probe, 1)
+        _ = blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_TYPE | BLKID_SUBLKS_BADCSUM))
+        _ = blkid_probe_enable_partitions(probe, 1)
+        let rc = blkid_do_safeprobe(probe)
+        if rc == 1 { return nil }
+        if rc == -2 { return "ambiguous signatures" }
+        if rc < 0 { throw KernelError(call: "blkid probe", device: path, errno: .ioError, detail: "probe failed") }
+        for key in ["TYPE", "PTTYPE"] {
+            var data: UnsafePointer<CChar>? = nil
+            var len = 0
+            if blkid_probe_lookup_value(probe, key, &data, &len) == 0, let data {
+                return String(cString: data)
+            }
+        }
+        return "unknown signature"
+    }
+
+    public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
+        try Syscalls.withFile(path, .readOnly) { fd throws(KernelError) in try Syscalls.readPrefix(fd, count: bytes, path: path) }
+    }
+
+    public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
+        try Syscalls.withFile(path, .writeOnly) { fd throws(KernelError) in
+            let zeros = [UInt8](repeating: 0, count: bytes)
+            do {
+                let written = try zeros.withUnsafeBytes { try fd.writeAll(toAbsoluteOffset: 0, $0) }
+                guard written == bytes else { throw Errno.ioError }
+            } catch {
+                throw KernelError(call: "write header", device: path, errno: error as? Errno)
+            }
+            try Syscalls.check("fsync", path) { fsync(fd.rawValue) }
+        }
+    }
+}

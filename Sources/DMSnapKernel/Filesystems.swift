@@ -1,0 +1,28 @@
+import CDeviceMapper
+import DMSnapModel
+import SystemPackage
+
+/// Filesystems: the mount table, syncfs, FIFREEZE and FITHAW on the mount point.
+extension LinuxKernel: FilesystemControl {
+    public func mounts() throws(KernelError) -> [MountEntry] {
+        MountInfo.parse(try Syscalls.readFile("/proc/self/mountinfo"))
+    }
+
+    private func onDirectory(_ path: String, call: String, _ body: (Int32) -> Int32) throws(KernelError) {
+        try Syscalls.withFile(path, .readOnly, options: .directory, call: call) { fd throws(KernelError) in
+            try Syscalls.check(call, path) { body(fd.rawValue) }
+        }
+    }
+
+    public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
+        try onDirectory(mountPoint, call: "syncfs") { cdm_syncfs($0) }
+    }
+
+    public func freeze(_ mountPoint: String) throws(KernelError) {
+        try onDirectory(mountPoint, call: "freeze") { cdm_fifreeze($0) }
+    }
+
+    public func thaw(_ mountPoint: String) throws(KernelError) {
+        try onDirectory(mountPoint, call: "thaw") { cdm_fithaw($0) }
+    }
+}

@@ -1,0 +1,83 @@
+import DMSnapModel
+import SystemPackage
+
+// What dmsnap needs from the kernel, split by concern. `LinuxKernel` is the real one (the only
+// user of the C boundary); the DMSnapTesting target has an in-memory model of it for unit tests.
+// Every call is synchronous.
+
+/// Device-mapper: the control ioctls on /dev/mapper/control.
+public protocol DeviceMapperControl: AnyObject {
+    /// True when the process may issue device-mapper ioctls (root / CAP_SYS_ADMIN).
+    var isPrivileged: Bool { get }
+
+    func list() throws(KernelError) -> [DeviceListEntry]
+    /// nil when no device of that name exists.
+    func info(_ name: DeviceName) throws(KernelError) -> DeviceInfo?
+    func table(_ name: DeviceName) throws(KernelError) -> Table
+    func status(_ name: DeviceName) throws(KernelError) -> [TargetStatus]
+    /// Devices the live table uses.
+    func dependencies(_ name: DeviceName) throws(KernelError) -> [DeviceNumber]
+    /// Creates a device and activates `table` (load + resume). `hidden` keeps udev's disk
+    /// rules (by-uuid links, auto-mount) off it, like lvm2's `-real` layers.
+    func create(_ name: DeviceName, uuid: String, table: Table, hidden: Bool) throws(KernelError)
+    /// Loads the inactive table slot.
+    func load(_ name: DeviceName, table: Table) throws(KernelError)
+    /// Drops the inactive table slot.
+    func clearInactive(_ name: DeviceName) throws(KernelError)
+    /// `lockfs: false` skips the kernel's own filesystem freeze (needed when dmsnap froze it).
+    func suspend(_ name: DeviceName, lockfs: Bool) throws(KernelError)
+    /// Resumes; swaps in the inactive table when one is loaded.
+    func resume(_ name: DeviceName) throws(KernelError)
+    func remove(_ name: DeviceName) throws(KernelError)
+}
+
+/// Block devices: facts, exclusive users, signatures, and the COW header.
+public protocol BlockDeviceControl: AnyObject {
+    /// A block device's number and size; fails for anything that is not a block device.
+    func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo
+    /// True when someone else holds the device open exclusively (mounted, claimed by dm, …).
+    func isClaimed(_ path: String) throws(KernelError) -> Bool
+    /// The first filesystem / RAID / LVM / partition-table signature libblkid finds, if any.
+    func probeSignature(_ path: String) throws(KernelError) -> String?
+    /// Reads the first `bytes` bytes (fewer if the device is smaller).
+    func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8]
+    /// Writes `bytes` zero bytes at offset 0 and syncs them.
+    func zeroHeader(_ path: String, bytes: Int) throws(KernelError)
+}
+
+/// Filesystems and mounts.
+public protocol FilesystemControl: AnyObject {
+    func mounts() throws(KernelError) -> [MountEntry]
+    func syncFilesystem(_ mountPoint: String) throws(KernelError)
+    func freeze(_ mountPoint: String) throws(KernelError)
+    func thaw(_ mountPoint: String) throws(KernelError)
+}
+
+/// Everything dmsnap asks of the kernel.
+public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl
+
+/// A failed kernel call: which call, on which device, and the errno the kernel gave.
+public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var call: String
+    public var device: String
+    public var errno: Errno?
+    public var detail: String
+
+    public init(call: String, device: String, errno: Errno?, detail: String = "") {
+        self.call = call
+        self.device = device
+        self.errno = errno
+        self.detail = detail
+    }
+
+    /// `vg-root: resume failed: Device or resource busy`
+    public var description: String {
+        var reason = errno?.description ?? ""
+        if !detail.isEmpty { reason = reason.isEmpty ? detail : "\(reason) (\(detail))" }
+        if reason.isEmpty { reason = "failed" }
+        return "\(device): \(call) failed: \(reason)"
+    }
+
+    /// The same failure as a path lookup result for the planner.
+    public var lookupFailure: LookupFailure { LookupFailure(errno: errno, detail: detail) }
+}

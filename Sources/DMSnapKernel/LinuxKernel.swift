@@ -1,0 +1,34 @@
+import CDeviceMapper
+import DMSnapModel
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Where libdevmapper's own log lines go (a C callback cannot capture a logger).
+nonisolated(unsafe) private var libdmLogger = Logger(label: "dmsnap.libdevmapper")
+
+/// Called by the C shim for the libdevmapper log lines at or below the verbosity set.
+private let libdmLogHandler: cdm_log_handler = { level, message in
+    guard let message else { return }
+    libdmLogger.debug("libdevmapper[\(level)]: \(String(cString: message))")
+}
+
+/// The real kernel: device-mapper through libdevmapper (ioctls on /dev/mapper/control), block
+/// devices through a few ioctls and libblkid, filesystems through FIFREEZE/FITHAW and syncfs.
+/// Each concern is an extension in a file of its own.
+public final class LinuxKernel {
+    /// Sets up libdevmapper once: its log lines go to `logger` at debug level (libdm is only asked
+    /// for them when the logger shows debug), and udev synchronisation is on only when udev is
+    /// running (without it libdm makes the /dev/mapper nodes itself; `DM_DISABLE_UDEV` turns it off).
+    public init(logger: Logger = Logger(label: "dmsnap.libdevmapper")) {
+        libdmLogger = logger
+        let noUdev = getenv("DM_DISABLE_UDEV") != nil || access("/run/udev/control", F_OK) != 0
+        let verbose: Int32 = logger.logLevel <= .debug ? 7 : 0
+        cdm_setup(noUdev ? 0 : 1, verbose, libdmLogHandler)
+    }
+
+    public var isPrivileged: Bool { geteuid() == 0 }
+}

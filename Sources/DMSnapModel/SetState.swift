@@ -1,0 +1,27 @@
+/// What a set, or one member of it, is now: observed from the kernel and the set's record (see
+/// `Planner.observe`). The one state vocabulary of `dmsnap status` (text and JSON), of the
+/// planner's decisions and of the library. A set's state is its most severe member's.
+public enum SetState: String, Codable, Hashable, Sendable, Comparable, CaseIterable {
+    /// The snapshot runs: writes go to the COW, the base holds the frozen image.
+    case active
+    /// The COW is being merged back into the device.
+    case merging
+    /// Interrupted half-way (or a part is missing): `dmsnap recover` settles it.
+    case incomplete
+    /// The kernel dropped the snapshot (the COW overflowed or failed).
+    case invalid
+    /// An I/O error stopped the merge.
+    case mergeFailed = "merge-failed"
+
+    var severity: Int {
+        switch self {
+        case .active: 0
+        case .merging: 1
+        case .incomplete: 2
+        case .invalid: 3
+        case .mergeFailed: 4
+        }
+    }
+
+    public static func < (a: SetState, b: SetState) -> Bool { a.severity < b.severity }
+}

@@ -1,0 +1,88 @@
+import FoundationEssentials
+
+/// The persisted description of a snapshot set: everything needed to merge, discard or
+/// rebuild it, without asking the kernel.
+public struct SnapshotSet: Codable, Hashable, Sendable {
+    /// The last step dmsnap committed for the set (what it was doing), as recorded. `taking` and
+    /// `discarding` are transient: a set left in one of them was interrupted. What the set *is*
+    /// now is a `SetState`, observed from the kernel (see `Planner.observe`).
+    public enum Phase: String, Codable, Hashable, Sendable {
+        case taking, active, merging, discarding
+    }
+
+    public struct Member: Codable, Hashable, Sendable {
+        /// The live device: keeps its name and number; runs the snapshot table after take.
+        public var device: DeviceName
+        public var number: DeviceNumber
+        public var uuid: String
+        /// The live device's table before take; restored by merge and discard.
+        public var originalTable: Table
+        /// Hidden device holding the frozen image.
+        public var base: DeviceName
+        public var baseUUID: String
+        /// The COW block device.
+        public var cow: String
+        public var cowNumber: DeviceNumber
+        public var cowSize: Sectors
+        /// Size and hash of the base's first `Fingerprint.bytes` (128 KiB) right after take:
+        /// `activate` refuses a base that changed since (the COW would no longer match it).
+        public var baseFingerprint: String?
+
+        public init(device: DeviceName, number: DeviceNumber, uuid: String, originalTable: Table, base: DeviceName,
+                    baseUUID: String, cow: String, cowNumber: DeviceNumber, cowSize: Sectors) {
+            self.device = device
+            self.number = number
+            self.uuid = uuid
+            self.originalTable = originalTable
+            self.base = base
+            self.baseUUID = baseUUID
+            self.cow = cow
+            self.cowNumber = cowNumber
+            self.cowSize = cowSize
+        }
+
+        public var size: Sectors { originalTable.size }
+
+        /// The live device's table while the set is active (`merge`: while merging). `base` names
+        /// the base by number (as the kernel reports it) or, in a plan that creates the base, by
+        /// name (the executor resolves it before loading).
+        public func snapshotTable(base: DeviceRef, chunk: Sectors, merge: Bool) -> Table {
+            SnapshotParams(origin: base, cow: .number(cowNumber), chunk: chunk).table(size: size, merge: merge)
+        }
+    }
+
+    public var format = 1
+    public var name: SetName
+    public var created: Date
+    public var phase: Phase
+    public var chunk: Sectors
+    public var members: [Member]
+
+    public init(name: SetName, created: Date, phase: Phase, chunk: Sectors, members: [Member]) {
+        self.name = name
+        self.created = created
+        self.phase = phase
+        self.chunk = chunk
+        self.members = members
+    }
+
+    public func with(phase: Phase) -> SnapshotSet {
+        var copy = self
+        copy.phase = phase
+        return copy
+    }
+}
+
+/// dm uuids of the devices dmsnap creates all start with this.
+public enum DMSnapNaming {
+    public static let uuidPrefix = "DMSNAP-"
+    public static let baseSuffix = "-dmsnap-base"
+
+    public static func baseName(for device: DeviceName) throws(ModelError) -> DeviceName {
+        try DeviceName(device.value + baseSuffix)
+    }
+
+    public static func baseUUID(set: SetName, index: Int) -> String {
+        "\(uuidPrefix)\(set.value)-base\(index)"
+    }
+}

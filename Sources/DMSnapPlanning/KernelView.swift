@@ -1,0 +1,77 @@
+import DMSnapModel
+
+/// What the planner knows about the kernel: a read-only snapshot of it, taken before planning
+/// (by `KernelView.read` in the DMSnap library), so planning itself is pure.
+public struct KernelView: Sendable {
+    public struct Device: Hashable, Sendable {
+        public var info: DeviceInfo
+        public var table: Table?
+        public var dependencies: [DeviceNumber]
+        public var status: [TargetStatus]
+        public init(info: DeviceInfo, table: Table?, dependencies: [DeviceNumber] = [], status: [TargetStatus] = []) {
+            self.info = info
+            self.table = table
+            self.dependencies = dependencies
+            self.status = status
+        }
+    }
+
+    public var privileged: Bool
+    public var devices: [DeviceName: Device]
+    /// Block device facts for every path the request names (or the error looking it up gave).
+    public var blocks: [String: Result<BlockDeviceInfo, LookupFailure>]
+    public var claimed: [String: Bool]
+    public var signatures: [String: String]
+    public var mounts: [MountEntry]
+    public var sets: [SnapshotSet]
+
+    public init(privileged: Bool, devices: [DeviceName: Device] = [:],
+                blocks: [String: Result<BlockDeviceInfo, LookupFailure>] = [:], claimed: [String: Bool] = [:],
+                signatures: [String: String] = [:], mounts: [MountEntry] = [], sets: [SnapshotSet] = []) {
+        self.privileged = privileged
+        self.devices = devices
+        self.blocks = blocks
+        self.claimed = claimed
+        self.signatures = signatures
+        self.mounts = mounts
+        self.sets = sets
+    }
+
+    public func device(numbered number: DeviceNumber) -> (DeviceName, Device)? {
+        devices.first { $0.value.info.number == number }.map { ($0.key, $0.value) }
+    }
+
+    /// Every device number below `number` in the device stack (dm devices resolved recursively).
+    public func underlying(_ number: DeviceNumber) -> Set<DeviceNumber> {
+        var seen: Set<DeviceNumber> = []
+        var queue = [number]
+        while let n = queue.popLast() {
+            guard let (_, d) = device(numbered: n) else { continue }
+            for dep in d.dependencies where seen.insert(dep).inserted { queue.append(dep) }
+        }
+        return seen
+    }
+
+    public func mountPoints(of number: DeviceNumber) -> [String] {
+        mounts.filter { $0.number == number }.map(\.mountPoint)
+    }
+
+    /// Which dm devices `read` reads in full (info, table, dependencies, status).
+    public enum Scope: Sendable {
+        /// Every dm device on the system.
+        case all
+        /// These names, the dm devices behind the looked-up paths, and everything they stack on.
+        /// A command about one set reads its few devices, not the whole system: each device costs
+        /// up to four ioctls.
+        case devices(Set<DeviceName>)
+        /// The devices of every recorded set.
+        case recordedSets
+
+        /// The devices of `sets`: members and their bases.
+        public static func of(_ sets: [SnapshotSet]) -> Scope { .devices(names(of: sets)) }
+
+        public static func names(of sets: [SnapshotSet]) -> Set<DeviceName> {
+            Set(sets.flatMap { $0.members.flatMap { [$0.device, $0.base] } })
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import DMSnapModel
+
+/// One kernel or state change. Plans are lists of these; compensations are too.
+public enum Action: Hashable, Sendable, CustomStringConvertible {
+    case create(DeviceName, uuid: String, table: Table, hidden: Bool)
+    case load(DeviceName, Table)
+    case clearInactive(DeviceName)
+    case suspend(DeviceName, lockfs: Bool)
+    case resume(DeviceName)
+    case remove(DeviceName)
+    case zeroHeader(String, bytes: Int)
+    case syncFilesystem(String)
+    case freeze(String)
+    case thaw(String)
+    /// Thaw that succeeds when the filesystem was not frozen (recovery does not know).
+    case thawIfFrozen(String)
+    case save(SnapshotSet)
+    case deleteState(SetName)
+
+    public var description: String {
+        switch self {
+        case let .create(n, uuid, t, _): "create \(n) (\(uuid)) with \(t.targets.map(\.type).joined(separator: ","))"
+        case let .load(n, t): "load \(t.targets.map(\.type).joined(separator: ",")) table into \(n)"
+        case let .clearInactive(n): "clear inactive table of \(n)"
+        case let .suspend(n, lockfs): "suspend \(n)\(lockfs ? "" : " (nolockfs)")"
+        case let .resume(n): "resume \(n)"
+        case let .remove(n): "remove \(n)"
+        case let .zeroHeader(p, b): "zero first \(b) bytes of \(p)"
+        case let .syncFilesystem(m): "sync filesystem \(m)"
+        case let .freeze(m): "freeze \(m)"
+        case let .thaw(m): "thaw \(m)"
+        case let .thawIfFrozen(m): "thaw \(m) if frozen"
+        case let .save(s): "record set \(s.name) as \(s.phase.rawValue)"
+        case let .deleteState(n): "delete record of set \(n)"
+        }
+    }
+
+    /// The dm device the action changes, if any.
+    public var device: DeviceName? {
+        switch self {
+        case let .create(n, _, _, _), let .load(n, _), let .clearInactive(n), let .suspend(n, _), let .resume(n), let .remove(n): n
+        default: nil
+        }
+    }
+
+    /// The shell command an admin runs to do this by hand (for "rollback incomplete" reports);
+    /// `stateDirectory` is where the set descriptions live.
+    public func manualCommand(stateDirectory: String) -> String {
+        switch self {
+        case let .create(n, uuid, t, _): "dmsetup create \(n) -u \(uuid) --table '\(t.shellText)'"
+        case let .load(n, t): "dmsetup load \(n) --table '\(t.shellText)'"
+        case let .clearInactive(n): "dmsetup clear \(n)"
+        case let .suspend(n, lockfs): "dmsetup suspend\(lockfs ? "" : " --nolockfs") \(n)"
+        case let .resume(n): "dmsetup resume \(n)"
+        case let .remove(n): "dmsetup remove \(n)"
+        case let .zeroHeader(p, b): "dd if=/dev/zero of=\(p) bs=\(b) count=1 oflag=sync"
+        case let .syncFilesystem(m): "sync -f \(m)"
+        case let .freeze(m): "fsfreeze -f \(m)"
+        case let .thaw(m), let .thawIfFrozen(m): "fsfreeze -u \(m)"
+        case let .save(s): "(dmsnap state: set \(s.name) should be recorded as \(s.phase.rawValue))"
+        case let .deleteState(n): "rm \(stateDirectory)/\(n).json"
+        }
+    }
+}
+
+extension Table {
+    /// The table for `dmsetup --table '…'` (`\n` between targets). A keyed table is never printed
+    /// with its key (dmsnap refuses to take one, so a plan never holds one).
+    var shellText: String {
+        (holdsSecret ? description : kernelText).split(separator: "\n").joined(separator: "\\n")
+    }
+}
+
+/// A step of a plan: what to do and, if a later step fails, how to undo it.
+public struct Step: Hashable, Sendable {
+    public var action: Action
+    /// Run in order on rollback. Empty when there is nothing to undo.
+    public var undo: [Action]
+
+    public init(_ action: Action, undo: [Action] = []) {
+        self.action = action
+        self.undo = undo
+    }
+}
+
+/// An ordered list of steps. Steps before `commitIndex` are rolled back on failure; once the step
+/// at `commitIndex` has succeeded the plan only rolls forward: a later failure undoes nothing
+/// except what must never be left behind (a suspended device, a frozen filesystem).
+public struct Plan: Hashable, Sendable {
+    public var steps: [Step]
+    public var commitIndex: Int
+
+    public init(steps: [Step], commitIndex: Int? = nil) {
+        self.steps = steps
+        self.commitIndex = commitIndex ?? (steps.count - 1)
+    }
+
+    public var actions: [Action] { steps.map(\.action) }
+}
+
+/// A request that cannot be carried out; nothing was changed.
+public struct PlanError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var subject: String
+    public var reason: String
+    public init(_ subject: String, _ reason: String) {
+        self.subject = subject
+        self.reason = reason
+    }
+    public var description: String { subject.isEmpty ? reason : "\(subject): \(reason)" }
+}

@@ -1,0 +1,189 @@
+import DMSnapModel
+import FoundationEssentials
+
+/// Pure planning: from a kernel view and a request to a Plan, or a PlanError saying what is wrong.
+/// Every check a user's input can fail happens here, before the first change.
+public enum Planner {
+    public static let defaultChunk = Sectors(8)
+    public static let minChunkBytes: UInt64 = 4096
+    public static let maxChunkBytes: UInt64 = 512 * 1024
+
+    public static func chunk(_ text: String?) throws(PlanError) -> Sectors {
+        guard let text else { return defaultChunk }
+        let bytes: UInt64
+        do { bytes = try SizeParser.bytes(text) } catch { throw PlanError("chunk size", error.description) }
+        guard bytes >= minChunkBytes, bytes <= maxChunkBytes, bytes & (bytes - 1) == 0 else {
+            throw PlanError("chunk size", "'\(text)' must be a power of two from 4k to 512k")
+        }
+        return Sectors(bytes / 512)
+    }
+
+    static func requireRoot(_ view: KernelView) throws(PlanError) {
+        guard view.privileged else { throw PlanError("", "must be run as root") }
+    }
+
+    /// Resolves a device argument to a dm device name.
+    static func resolve(_ spec: String, _ view: KernelView) throws(PlanError) -> DeviceName {
+        var raw = spec
+        if spec.hasPrefix("/dev/mapper/") {
+            raw = String(spec.dropFirst("/dev/mapper/".count))
+        } else if spec.hasPrefix("/") {
+            switch view.blocks[spec] {
+            case let .success(block)?:
+                guard let (name, _) = view.device(numbered: block.number) else {
+                    throw PlanError(spec, "not a device-mapper device")
+                }
+                return name
+            case let .failure(error)?:
+                throw PlanError(spec, error.description)
+            case nil:
+                throw PlanError(spec, "not looked up")
+            }
+        }
+        let name: DeviceName
+        do { name = try DeviceName(raw) } catch { throw PlanError(spec, error.description) }
+        guard view.devices[name] != nil else { throw PlanError(spec, "no such device-mapper device") }
+        return name
+    }
+
+    // MARK: take
+
+    public static func take(_ request: TakeRequest, view: KernelView, now: Date = Date()) throws(PlanError) -> (SnapshotSet, Plan) {
+        try requireRoot(view)
+        let setName: SetName
+        do { setName = try SetName(request.set) } catch { throw PlanError("", error.description) }
+        if view.sets.contains(where: { $0.name == setName }) { throw PlanError(setName.value, "set already exists") }
+        let chunk = try chunk(request.chunkSize)
+        guard !request.pairs.isEmpty else { throw PlanError(setName.value, "no DEVICE=COW given") }
+
+        var members: [SnapshotSet.Member] = []
+        var usedNumbers: [DeviceNumber: String] = [:]
+        for (index, pair) in request.pairs.enumerated() {
+            let name = try resolve(pair.device, view)
+            guard let dev = view.devices[name] else { throw PlanError(pair.device, "no such device-mapper device") }
+            let info = dev.info
+            if let other = usedNumbers[info.number] { throw PlanError(pair.device, "given twice (also as \(other))") }
+            guard !info.suspended else { throw PlanError(name.value, "device is suspended") }
+            guard info.hasLiveTable, let table = dev.table else { throw PlanError(name.value, "device has no active table") }
+            guard !info.hasInactiveTable else {
+                throw PlanError(name.value, "device has an inactive table loaded (another tool is changing it)")
+            }
+            if let set = view.sets.first(where: { $0.members.contains { $0.device == name || $0.base == name } }) {
+                throw PlanError(name.value, "already in snapshot set \(set.name)")
+            }
+            if info.uuid.hasPrefix(DMSnapNaming.uuidPrefix) || table.targets.contains(where: \.params.isSnapshot) {
+                throw PlanError(name.value, "already part of a snapshot")
+            }
+            // The base would get a copy of the table, and the set's record would keep it: a
+            // disk-encryption key must never be copied, stored or loaded by dmsnap.
+            if table.holdsSecret {
+                throw PlanError(name.value, "its table holds a dm-crypt key, which dmsnap never copies or stores; snapshot the device below it instead")
+            }
+            if !request.force, let owner = ["LVM-": "LVM", "CRYPT-": "cryptsetup", "mpath-": "multipath", "stratis-": "Stratis"]
+                .first(where: { info.uuid.hasPrefix($0.key) })?.value {
+                throw PlanError(name.value, "owned by \(owner) (uuid \(info.uuid)); it may reload the table and silently drop the snapshot (use --force to override)")
+            }
+            usedNumbers[info.number] = pair.device
+            let base: DeviceName
+            do { base = try DMSnapNaming.baseName(for: name) } catch {
+                throw PlanError(name.value, "name too long to add '\(DMSnapNaming.baseSuffix)'")
+            }
+            guard view.devices[base] == nil else { throw PlanError(name.value, "hidden device \(base) already exists") }
+
+            // The COW.
+            let cowPath = pair.cow
+            guard cowPath.hasPrefix("/") else { throw PlanError(cowPath, "COW must be a block device path") }
+            let cow: BlockDeviceInfo
+            switch view.blocks[cowPath] {
+            case let .success(b)?: cow = b
+            case let .failure(e)?: throw PlanError(cowPath, e.description)
+            case nil: throw PlanError(cowPath, "not looked up")
+            }
+            if cow.number == info.number { throw PlanError(cowPath, "COW is the device \(name) itself") }
+            if view.underlying(info.number).contains(cow.number) {
+                throw PlanError(cowPath, "COW is a device underlying \(name)")
+            }
+            if let other = usedNumbers[cow.number] { throw PlanError(cowPath, "used twice (also as \(other))") }
+            if let (dmName, dmDev) = view.device(numbered: cow.number) {
+                if dmDev.info.suspended { throw PlanError(cowPath, "COW device \(dmName) is suspended") }
+                if view.sets.contains(where: { $0.members.contains { $0.device == dmName } }) {
+                    throw PlanError(cowPath, "COW device \(dmName) is in a snapshot set")
+                }
+            }
+            if view.sets.contains(where: { $0.members.contains { $0.cowNumber == cow.number } }) {
+                throw PlanError(cowPath, "COW is already used by another snapshot set")
+            }
+            if let mp = view.mountPoints(of: cow.number).first { throw PlanError(cowPath, "COW is mounted on \(mp)") }
+            if view.claimed[cowPath] == true { throw PlanError(cowPath, "COW is in use (open exclusively by another user or device)") }
+            if chunk.bytes % UInt64(cow.logicalBlockSize) != 0 {
+                throw PlanError(cowPath, "chunk size \(chunk.bytes) is not a multiple of the COW's logical block size \(cow.logicalBlockSize)")
+            }
+            if case let .success(devBlock)? = view.blocks[name.path], chunk.bytes % UInt64(devBlock.logicalBlockSize) != 0 {
+                throw PlanError(name.value, "chunk size \(chunk.bytes) is not a multiple of the logical block size \(devBlock.logicalBlockSize)")
+            }
+            let minimum = Sectors(chunk.value * 3)
+            if cow.size < minimum {
+                throw PlanError(cowPath, "COW too small: \(cow.size.bytes) bytes, needs at least \(minimum.bytes) (header, metadata and one data chunk)")
+            }
+            if !request.force, let sig = view.signatures[cowPath] {
+                throw PlanError(cowPath, "COW carries a \(sig) signature; refusing to overwrite it (use --force)")
+            }
+            usedNumbers[cow.number] = cowPath
+            members.append(SnapshotSet.Member(
+                device: name, number: info.number, uuid: info.uuid, originalTable: table, base: base,
+                baseUUID: DMSnapNaming.baseUUID(set: setName, index: index), cow: cowPath, cowNumber: cow.number,
+                cowSize: cow.size))
+        }
+
+        let set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
+        return (set, takePlan(set, view: view))
+    }
+
+    /// Bases are created and every table is loaded before the window; the window holds only
+    /// freeze → suspend → resume, and commits once every device runs its snapshot table.
+    static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
+        // Recorded first, so a killed take can always be found and recovered.
+        var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
+        let headerBytes = headerBytes(set.chunk)
+        for m in set.members {
+            steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
+        }
+        for m in set.members {
+            // Loading the snapshot table writes a header to the COW: a rollback zeroes it again,
+            // so the COW is left as this run found it after its own wipe (reusable, no stale header).
+            steps.append(Step(.zeroHeader(m.cow, bytes: headerBytes), undo: [.zeroHeader(m.cow, bytes: headerBytes)]))
+        }
+        // The base's number is only known after create; the table names it by path, which the
+        // executor turns into MAJ:MIN before loading (see Executor.resolvingDevicePaths).
+        for m in set.members {
+            steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk)), undo: [.clearInactive(m.device)]))
+        }
+        let mountPoints = set.members.map { view.mountPoints(of: $0.number).first }
+        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.syncFilesystem(mp))) }
+        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
+        for (m, mp) in zip(set.members, mountPoints) {
+            // Undo loads the live table again rather than clearing: if that load fails, the
+            // resume that must follow (never leave a device suspended) still cannot swap in a
+            // half-made table unnoticed — the failure is reported with its fix.
+            steps.append(Step(.suspend(m.device, lockfs: mp == nil),
+                              undo: [.load(m.device, m.originalTable), .resume(m.device)]))
+        }
+        for m in set.members {
+            steps.append(Step(.resume(m.device),
+                              undo: [.load(m.device, m.originalTable), .suspend(m.device, lockfs: false), .resume(m.device)]))
+        }
+        let commit = steps.count - 1
+        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.thaw(mp))) }
+        steps.append(Step(.save(set.with(phase: .active))))
+        return Plan(steps: steps, commitIndex: commit)
+    }
+
+    /// The snapshot table a plan loads: it names the base by name (a base the plan creates has no
+    /// number yet; the executor resolves it to MAJ:MIN before loading).
+    static func takeTable(_ m: SnapshotSet.Member, chunk: Sectors, merge: Bool = false) -> Table {
+        m.snapshotTable(base: .mapper(m.base), chunk: chunk, merge: merge)
+    }
+
+    /// How much of a COW is wiped: its header chunk, at least 4 KiB.
+    static func headerBytes(_ chunk: Sectors) -> Int { Int(max(chunk.bytes, minChunkBytes)) }
+}

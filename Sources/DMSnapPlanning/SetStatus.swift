@@ -1,0 +1,76 @@
+import DMSnapModel
+import FoundationEssentials
+
+/// A set as `dmsnap status` reports it. Field names are the JSON contract.
+public struct SetStatus: Encodable, Hashable, Sendable {
+    public struct Device: Encodable, Hashable, Sendable {
+        public var device: String
+        public var base: String
+        public var cow: String
+        public var chunkSectors: UInt64
+        public var cowTotalSectors: UInt64
+        public var cowUsedSectors: UInt64?
+        public var metadataSectors: UInt64?
+        public var usedPercent: Double?
+        public var state: SetState
+        /// Why the device is not active/merging (human text; not in the JSON contract's required fields).
+        public var reason: String?
+
+        enum CodingKeys: String, CodingKey {
+            case device, base, cow, state, reason
+            case chunkSectors = "chunk_sectors", cowTotalSectors = "cow_total_sectors", cowUsedSectors = "cow_used_sectors"
+            case metadataSectors = "metadata_sectors", usedPercent = "used_percent"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(device, forKey: .device)
+            try c.encode(base, forKey: .base)
+            try c.encode(cow, forKey: .cow)
+            try c.encode(chunkSectors, forKey: .chunkSectors)
+            try c.encode(cowTotalSectors, forKey: .cowTotalSectors)
+            try c.encode(cowUsedSectors, forKey: .cowUsedSectors)
+            try c.encode(metadataSectors, forKey: .metadataSectors)
+            try c.encode(usedPercent.map { ($0 * 100).rounded() / 100 }, forKey: .usedPercent)
+            try c.encode(state, forKey: .state)
+            if let reason { try c.encode(reason, forKey: .reason) }
+        }
+    }
+
+    public var name: String
+    public var state: SetState
+    public var created: Date
+    public var devices: [Device]
+
+    /// Builds the status of `set` from what the kernel says now.
+    public static func of(_ set: SnapshotSet, view: KernelView) -> SetStatus {
+        var devices: [Device] = []
+        for m in set.members {
+            let seen = Planner.observe(m, in: set, view: view)
+            var d = Device(device: m.device.value, base: m.base.value, cow: m.cow, chunkSectors: set.chunk.value,
+                           cowTotalSectors: m.cowSize.value, state: seen.state, reason: seen.reason)
+            if case let .valid(a, t, meta)? = seen.status {
+                d.cowTotalSectors = t.value
+                d.cowUsedSectors = a.value
+                d.metadataSectors = meta.value
+                d.usedPercent = seen.status?.usedPercent
+            }
+            devices.append(d)
+        }
+        var state = devices.map(\.state).max() ?? .active
+        if set.phase == .taking || set.phase == .discarding { state = max(state, .incomplete) }
+        return SetStatus(name: set.name.value, state: state, created: set.created, devices: devices)
+    }
+}
+
+/// How far a merge has come, in sectors of COW data still to copy back.
+public struct MergeProgress: Hashable, Sendable {
+    public var remaining: UInt64
+    public var total: UInt64
+    public init(remaining: UInt64, total: UInt64) {
+        self.remaining = remaining
+        self.total = total
+    }
+    public var fraction: Double { total == 0 ? 1 : 1 - Double(remaining) / Double(total) }
+    public var done: Bool { remaining == 0 }
+}

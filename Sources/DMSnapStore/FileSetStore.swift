@@ -1,0 +1,162 @@
+import DMSnapModel
+import FoundationEssentials
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One JSON file per set under the state directory (`/var/lib/dmsnap`, or `$DMSNAP_STATE_DIR`):
+/// directory 0700, files 0600, opened with O_NOFOLLOW, written to a temp file, fsynced and
+/// renamed, then the directory fsynced.
+public final class FileSetStore: SetStore {
+    public let directory: String
+
+    public static var defaultDirectory: String {
+        if let dir = ProcessInfo.processInfo.environment["DMSNAP_STATE_DIR"], !dir.isEmpty { return dir }
+        return "/var/lib/dmsnap"
+    }
+
+    public init(directory: String = FileSetStore.defaultDirectory) {
+        self.directory = directory
+    }
+
+    public var location: String { directory }
+
+    private func path(_ name: SetName) -> String { "\(directory)/\(name.value).json" }
+
+    /// Runs a libc call that returns -1 and sets errno on failure (EINTR retried).
+    private func check(_ call: String, _ path: String, _ body: () -> Int32) throws(StoreError) {
+        while body() != 0 {
+            let code = Errno(rawValue: errno)
+            if code != .interrupted { throw StoreError(path: path, .io(call: call, errno: code)) }
+        }
+    }
+
+    /// Creates the directory (0700) if missing; refuses a symlink, a non-directory, or a
+    /// directory others can write to.
+    private func checkDirectory(create: Bool) throws(StoreError) -> Bool {
+        var st: Stat
+        do { st = try FilePath(directory).stat(followTargetSymlink: false) } catch {
+            guard error == .noSuchFileOrDirectory else { throw StoreError(path: directory, .io(call: "lstat", errno: error)) }
+            guard create else { return false }
+            // mkdir -p for the parents, 0700 for the leaf.
+            var prefix = ""
+            for part in directory.split(separator: "/") {
+                prefix += "/" + part
+                let mode: mode_t = prefix == directory || prefix == "/" + directory ? 0o700 : 0o755
+                if mkdir(prefix, mode) != 0 && errno != EEXIST {
+                    throw StoreError(path: prefix, .io(call: "mkdir", errno: Errno(rawValue: errno)))
+                }
+            }
+            do { st = try FilePath(directory).stat(followTargetSymlink: false) } catch {
+                throw StoreError(path: directory, .io(call: "lstat", errno: error))
+            }
+        }
+        if st.type == .symbolicLink { throw StoreError(path: directory, .unsafe("state directory is a symlink; refusing")) }
+        guard st.type == .directory else { throw StoreError(path: directory, .unsafe("not a directory")) }
+        let mode = st.permissions.rawValue
+        if mode & 0o022 != 0 {
+            throw StoreError(path: directory, .unsafe("state directory is writable by others (mode \(String(mode & 0o777, radix: 8))); refusing"))
+        }
+        return true
+    }
+
+    public func list() throws(StoreError) -> [SnapshotSet] {
+        guard try checkDirectory(create: false) else { return [] }
+        guard let dir = opendir(directory) else { throw StoreError(path: directory, .io(call: "opendir", errno: Errno(rawValue: errno))) }
+        defer { closedir(dir) }
+        var names: [SetName] = []
+        while let entry = readdir(dir) {
+            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard file.hasSuffix(".json"), !file.hasPrefix("."), let name = try? SetName(String(file.dropLast(5))) else { continue }
+            names.append(name)
+        }
+        var sets: [SnapshotSet] = []
+        for name in names.sorted() {
+            if let set = try load(name) { sets.append(set) }
+        }
+        return sets
+    }
+
+    public func load(_ name: SetName) throws(StoreError) -> SnapshotSet? {
+        guard try checkDirectory(create: false) else { return nil }
+        let file = path(name)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(FilePath(file), .readOnly, options: [.noFollow, .closeOnExec]) } catch {
+            if error as? Errno == .noSuchFileOrDirectory { return nil }
+            throw StoreError(path: file, .io(call: "open", errno: error as? Errno ?? .ioError))
+        }
+        defer { try? fd.close() }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n: Int
+            do { n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) } } catch {
+                throw StoreError(path: file, .io(call: "read", errno: error as? Errno ?? .ioError))
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        do {
+            return try Self.decoder.decode(SnapshotSet.self, from: Data(bytes))
+        } catch {
+            throw StoreError(path: file, .corrupt("\(error)"))
+        }
+    }
+
+    public func save(_ set: SnapshotSet) throws(StoreError) {
+        _ = try checkDirectory(create: true)
+        let file = path(set.name)
+        let temp = "\(directory)/.\(set.name.value).json.tmp"
+        let data: Data
+        do { data = try Self.encoder.encode(set) } catch {
+            throw StoreError(path: file, .corrupt("cannot encode: \(error)"))
+        }
+        unlink(temp)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(temp), .writeOnly, options: [.create, .exclusiveCreate, .noFollow, .closeOnExec],
+                                         permissions: [.ownerRead, .ownerWrite])
+        } catch {
+            throw StoreError(path: temp, .io(call: "open", errno: error as? Errno ?? .ioError))
+        }
+        var renamed = false
+        defer {
+            try? fd.close()
+            if !renamed { unlink(temp) }
+        }
+        do { _ = try data.withUnsafeBytes { try fd.writeAll($0) } } catch {
+            throw StoreError(path: temp, .io(call: "write", errno: error as? Errno ?? .ioError))
+        }
+        try check("fsync", temp) { fsync(fd.rawValue) }
+        try check("rename", file) { rename(temp, file) }
+        renamed = true
+        syncDirectory()
+    }
+
+    public func delete(_ name: SetName) throws(StoreError) {
+        let file = path(name)
+        if unlink(file) != 0 && errno != ENOENT { throw StoreError(path: file, .io(call: "unlink", errno: Errno(rawValue: errno))) }
+        syncDirectory()
+    }
+
+    private func syncDirectory() {
+        guard let dfd = try? FileDescriptor.open(FilePath(directory), .readOnly, options: [.directory, .closeOnExec]) else { return }
+        fsync(dfd.rawValue)
+        try? dfd.close()
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = Timestamp.encoding
+        return e
+    }()
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = Timestamp.decoding
+        return d
+    }()
+}

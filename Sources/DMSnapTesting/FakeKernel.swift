@@ -1,0 +1,325 @@
+import DMSnap
+import SystemPackage
+
+/// An in-memory kernel for unit tests. It models what dmsnap relies on — tables in live and
+/// inactive slots, suspend/resume swapping tables, devices held open by mounts and by other
+/// devices' tables, filesystem freeze, and the lockfs-after-FIFREEZE trap — records every call
+/// in `trace`, and fails any call on demand.
+public final class FakeKernel: KernelControl {
+    public struct Device: Hashable, Sendable {
+        public var uuid: String
+        public var number: DeviceNumber
+        public var live: Table?
+        public var inactive: Table?
+        public var suspended = false
+        /// Opens from outside device-mapper (mounts, processes).
+        public var externalOpens = 0
+        public var readOnly = false
+    }
+
+    public struct Block: Hashable, Sendable {
+        public var size: Sectors
+        public var logicalBlockSize: UInt32 = 512
+        public var signature: String?
+        /// Opened exclusively by something other than device-mapper (e.g. mounted).
+        public var claimed = false
+        /// Bytes at the start that were zeroed by `zeroHeader`.
+        public var zeroedHeader = 0
+        /// What `readHeader` returns (zero-padded or cut to the size asked).
+        public var header: [UInt8] = []
+    }
+
+    public var isPrivileged = true
+    public private(set) var devices: [DeviceName: Device] = [:]
+    public var blocks: [String: Block] = [:]
+    public var blockNumbers: [String: DeviceNumber] = [:]
+    public var mountTable: [MountEntry] = []
+    public private(set) var frozen: Set<String> = []
+    /// Status text per device for snapshot targets; defaults to a fresh snapshot.
+    public var statusOverride: [DeviceName: String] = [:]
+    /// Every call, in order: `"suspend live nolockfs"`.
+    public private(set) var trace: [String] = []
+    /// Fails the call whose 0-based index in `trace` equals this.
+    public var failAtCall: Int?
+    /// Fails every call whose trace line matches.
+    public var failWhen: (@Sendable (String) -> Bool)?
+    public var failErrno: Errno = .ioError
+
+    private var nextMinor: UInt32 = 0
+    public static let dmMajor: UInt32 = 253
+
+    public init() {}
+
+    // MARK: set-up helpers for tests
+
+    /// Adds a plain block device (a loop device, a disk) at `path`.
+    @discardableResult
+    public func addBlock(_ path: String, number: DeviceNumber, size: Sectors, signature: String? = nil) -> DeviceNumber {
+        blocks[path] = Block(size: size, signature: signature)
+        blockNumbers[path] = number
+        return number
+    }
+
+    /// Adds an active dm device with `table`, as a user's tools would have made it.
+    @discardableResult
+    public func addDevice(_ name: DeviceName, table: Table, uuid: String = "") -> DeviceNumber {
+        let number = DeviceNumber(major: Self.dmMajor, minor: nextMinor)
+        nextMinor += 1
+        devices[name] = Device(uuid: uuid, number: number, live: table)
+        return number
+    }
+
+    /// Mounts the dm device `name` at `mountPoint`.
+    public func mount(_ name: DeviceName, at mountPoint: String, fsType: String = "ext4") {
+        guard var d = devices[name] else { return }
+        d.externalOpens += 1
+        devices[name] = d
+        mountTable.append(MountEntry(number: d.number, mountPoint: mountPoint, fsType: fsType, source: name.path))
+    }
+
+    public func unmount(_ mountPoint: String) {
+        guard let i = mountTable.firstIndex(where: { $0.mountPoint == mountPoint }) else { return }
+        let entry = mountTable.remove(at: i)
+        if let name = devices.first(where: { $0.value.number == entry.number })?.key {
+            devices[name]?.externalOpens -= 1
+        }
+    }
+
+    public func device(_ name: DeviceName) -> Device? { devices[name] }
+    public func resetTrace() { trace = [] }
+
+    // MARK: the model
+
+    private func record(_ line: String, device: String, call: String) throws(KernelError) {
+        let index = trace.count
+        trace.append(line)
+        if failAtCall == index || (failWhen?(line) ?? false) {
+            throw KernelError(call: call, device: device, errno: failErrno, detail: "injected")
+        }
+    }
+
+    /// The number of a dm device named by `/dev/mapper/NAME` or `/dev/dm-N`.
+    private func dmNumber(_ path: String) -> DeviceNumber? {
+        if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))) {
+            return devices[name]?.number
+        }
+        if path.hasPrefix("/dev/dm-"), let minor = UInt32(path.dropFirst(8)) {
+            return devices.values.first { $0.number.minor == minor }?.number
+        }
+        return nil
+    }
+
+    private func number(ofPath path: String) -> DeviceNumber? {
+        if let n = blockNumbers[path] { return n }
+        if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))) {
+            return devices[name]?.number
+        }
+        return nil
+    }
+
+    /// The number a table's device reference names, if it exists.
+    private func resolve(_ ref: DeviceRef) -> DeviceNumber? {
+        switch ref {
+        case let .number(n): n
+        case let .mapper(name): devices[name]?.number
+        case let .path(p): number(ofPath: p)
+        }
+    }
+
+    /// Device numbers a table refers to (numbers and /dev paths that resolve).
+    private func references(_ table: Table) -> [DeviceNumber] { table.devices.compactMap(resolve) }
+
+    private func openCount(_ d: Device) -> Int {
+        d.externalOpens + devices.values.filter { other in
+            [other.live, other.inactive].compactMap { $0 }.contains { references($0).contains(d.number) }
+        }.count
+    }
+
+    private func existing(_ name: DeviceName, _ call: String) throws(KernelError) -> Device {
+        guard let d = devices[name] else { throw KernelError(call: call, device: name.value, errno: .noSuchAddressOrDevice) }
+        return d
+    }
+
+    private func checkTable(_ table: Table, for name: DeviceName, call: String) throws(KernelError) {
+        let known = Set(blockNumbers.values).union(devices.values.map(\.number))
+        for ref in references(table) where !known.contains(ref) {
+            throw KernelError(call: call, device: name.value, errno: .noSuchAddressOrDevice, detail: "no device \(ref)")
+        }
+        for ref in table.devices where resolve(ref) == nil {
+            throw KernelError(call: call, device: name.value, errno: .noSuchAddressOrDevice, detail: "no device \(ref)")
+        }
+        for t in table.targets {
+            guard let p = t.params.snapshot, let origin = resolve(p.origin) else { continue }
+            // The origin is claimed exclusively by the snapshot.
+            if let holder = devices.first(where: { $0.key != name && $0.value.live.map { references($0).contains(origin) && $0.targets.contains { $0.params.isSnapshot } } ?? false }) {
+                throw KernelError(call: call, device: name.value, errno: .resourceBusy, detail: "origin held by \(holder.key)")
+            }
+        }
+    }
+
+    public func list() throws(KernelError) -> [DeviceListEntry] {
+        try record("list", device: "device-mapper", call: "list")
+        return devices.map { DeviceListEntry(name: $0.key, number: $0.value.number) }.sorted { $0.name < $1.name }
+    }
+
+    public func info(_ name: DeviceName) throws(KernelError) -> DeviceInfo? {
+        try record("info \(name)", device: name.value, call: "info")
+        guard let d = devices[name] else { return nil }
+        return DeviceInfo(name: name, uuid: d.uuid, number: d.number, openCount: openCount(d), suspended: d.suspended,
+                          hasLiveTable: d.live != nil, hasInactiveTable: d.inactive != nil, readOnly: d.readOnly)
+    }
+
+    public func table(_ name: DeviceName) throws(KernelError) -> Table {
+        try record("table \(name)", device: name.value, call: "table")
+        guard let t = try existing(name, "table").live else {
+            throw KernelError(call: "table", device: name.value, errno: .noSuchAddressOrDevice, detail: "no live table")
+        }
+        return t
+    }
+
+    public func status(_ name: DeviceName) throws(KernelError) -> [TargetStatus] {
+        try record("status \(name)", device: name.value, call: "status")
+        let d = try existing(name, "status")
+        return (d.live?.targets ?? []).map { t in
+            var text = ""
+            if let p = t.params.snapshot, let cow = p.cow.number {
+                let cowSize = blocks.first { blockNumbers[$0.key] == cow }?.value.size
+                    ?? devices.values.first { $0.number == cow }?.live?.size ?? Sectors(0)
+                text = statusOverride[name] ?? "\(p.chunk.value * 2)/\(cowSize) \(p.chunk.value * 2)"
+            }
+            return TargetStatus(start: t.start, length: t.length, type: t.type, text: text)
+        }
+    }
+
+    public func dependencies(_ name: DeviceName) throws(KernelError) -> [DeviceNumber] {
+        try record("deps \(name)", device: name.value, call: "deps")
+        return try existing(name, "deps").live.map(references) ?? []
+    }
+
+    public func create(_ name: DeviceName, uuid: String, table: Table, hidden: Bool) throws(KernelError) {
+        try record("create \(name) \(uuid)\(hidden ? " hidden" : "")", device: name.value, call: "create")
+        guard devices[name] == nil else { throw KernelError(call: "create", device: name.value, errno: .fileExists) }
+        if !uuid.isEmpty, devices.values.contains(where: { $0.uuid == uuid }) {
+            throw KernelError(call: "create", device: name.value, errno: .resourceBusy, detail: "uuid in use")
+        }
+        try checkTable(table, for: name, call: "create")
+        addDevice(name, table: table, uuid: uuid)
+    }
+
+    public func load(_ name: DeviceName, table: Table) throws(KernelError) {
+        try record("load \(name) \(table.targets.map(\.type).joined(separator: ","))", device: name.value, call: "load")
+        _ = try existing(name, "load")
+        try checkTable(table, for: name, call: "load")
+        devices[name]?.inactive = table
+    }
+
+    public func clearInactive(_ name: DeviceName) throws(KernelError) {
+        try record("clear \(name)", device: name.value, call: "clear")
+        _ = try existing(name, "clear")
+        devices[name]?.inactive = nil
+    }
+
+    public func suspend(_ name: DeviceName, lockfs: Bool) throws(KernelError) {
+        try record("suspend \(name)\(lockfs ? "" : " nolockfs")", device: name.value, call: "suspend")
+        let d = try existing(name, "suspend")
+        if lockfs, mountTable.contains(where: { $0.number == d.number && frozen.contains($0.mountPoint) }) {
+            // The kernel's own freeze fails on a filesystem the caller already froze.
+            throw KernelError(call: "suspend", device: name.value, errno: .resourceBusy)
+        }
+        devices[name]?.suspended = true
+    }
+
+    public func resume(_ name: DeviceName) throws(KernelError) {
+        try record("resume \(name)", device: name.value, call: "resume")
+        let d = try existing(name, "resume")
+        if let t = d.inactive {
+            devices[name]?.live = t
+            devices[name]?.inactive = nil
+        }
+        devices[name]?.suspended = false
+    }
+
+    public func remove(_ name: DeviceName) throws(KernelError) {
+        try record("remove \(name)", device: name.value, call: "remove")
+        let d = try existing(name, "remove")
+        guard openCount(d) == 0 else { throw KernelError(call: "remove", device: name.value, errno: .resourceBusy) }
+        devices[name] = nil
+    }
+
+    public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo {
+        try record("blockdev \(path)", device: path, call: "stat")
+        if let b = blocks[path], let n = blockNumbers[path] {
+            return BlockDeviceInfo(path: path, number: n, size: b.size, logicalBlockSize: b.logicalBlockSize)
+        }
+        if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))), let d = devices[name] {
+            return BlockDeviceInfo(path: path, number: d.number, size: d.live?.size ?? 0, logicalBlockSize: 512)
+        }
+        if path.hasPrefix("/dev/dm-"), let minor = UInt32(path.dropFirst(8)),
+           let d = devices.values.first(where: { $0.number.minor == minor }) {
+            return BlockDeviceInfo(path: path, number: d.number, size: d.live?.size ?? 0, logicalBlockSize: 512)
+        }
+        throw KernelError(call: "stat", device: path, errno: .noSuchFileOrDirectory)
+    }
+
+    public func isClaimed(_ path: String) throws(KernelError) -> Bool {
+        try record("claimed \(path)", device: path, call: "open")
+        let n: DeviceNumber
+        var claimed = false
+        if let b = blocks[path], let number = blockNumbers[path] {
+            n = number
+            claimed = b.claimed
+        } else if let number = dmNumber(path) {
+            n = number
+        } else {
+            throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
+        }
+        let heldByDM = devices.values.contains { d in [d.live, d.inactive].compactMap { $0 }.contains { references($0).contains(n) } }
+        return claimed || heldByDM || mountTable.contains { $0.number == n }
+    }
+
+    public func probeSignature(_ path: String) throws(KernelError) -> String? {
+        try record("probe \(path)", device: path, call: "blkid probe")
+        guard blocks[path] != nil || dmNumber(path) != nil else { throw KernelError(call: "blkid probe", device: path, errno: .noSuchFileOrDirectory) }
+        return blocks[path]?.signature
+    }
+
+    public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
+        try record("read \(path) \(bytes)", device: path, call: "read")
+        if let b = blocks[path] { return Array((b.header + [UInt8](repeating: 0, count: bytes)).prefix(bytes)) }
+        if dmNumber(path) != nil { return [UInt8](repeating: 0, count: bytes) }
+        throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
+    }
+
+    public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
+        try record("zero \(path) \(bytes)", device: path, call: "write header")
+        guard var b = blocks[path] else {
+            // A dm device used as a COW: nothing to model beyond its existence.
+            if dmNumber(path) != nil { return }
+            throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
+        }
+        b.zeroedHeader = max(b.zeroedHeader, bytes)
+        b.signature = nil
+        b.header = [UInt8](repeating: 0, count: bytes) + b.header.dropFirst(bytes)
+        blocks[path] = b
+    }
+
+    public func mounts() throws(KernelError) -> [MountEntry] {
+        try record("mounts", device: "/proc/self/mountinfo", call: "read")
+        return mountTable
+    }
+
+    public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
+        try record("syncfs \(mountPoint)", device: mountPoint, call: "syncfs")
+    }
+
+    public func freeze(_ mountPoint: String) throws(KernelError) {
+        try record("freeze \(mountPoint)", device: mountPoint, call: "freeze")
+        guard !frozen.contains(mountPoint) else { throw KernelError(call: "freeze", device: mountPoint, errno: .resourceBusy) }
+        frozen.insert(mountPoint)
+    }
+
+    public func thaw(_ mountPoint: String) throws(KernelError) {
+        try record("thaw \(mountPoint)", device: mountPoint, call: "thaw")
+        guard frozen.remove(mountPoint) != nil else { throw KernelError(call: "thaw", device: mountPoint, errno: .invalidArgument) }
+    }
+}

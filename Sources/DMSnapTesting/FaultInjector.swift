@@ -1,0 +1,102 @@
+import DMSnap
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Test hook: wraps a kernel and makes its N-th *changing* call (create, load, clear, suspend,
+/// resume, remove, zero, syncfs, freeze, thaw; counted from 1) fail with EIO, or kills the
+/// process with SIGKILL just before that call. Only the `dmsnap-test` executable (the kernel
+/// suite's build of the CLI) turns it on, when `DMSNAP_TEST_FAULT` is `fail:N` or `kill:N`.
+public final class FaultInjector: KernelControl {
+    public enum Mode: Sendable, Equatable {
+        case fail(Int)
+        case kill(Int)
+    }
+
+    public let inner: any KernelControl
+    public let mode: Mode
+    public private(set) var changingCalls = 0
+
+    public init(_ inner: any KernelControl, mode: Mode) {
+        self.inner = inner
+        self.mode = mode
+    }
+
+    /// Parses `fail:N` / `kill:N`.
+    public static func mode(_ text: String) -> Mode? {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let n = Int(parts[1]), n > 0 else { return nil }
+        switch parts[0] {
+        case "fail": return .fail(n)
+        case "kill": return .kill(n)
+        default: return nil
+        }
+    }
+
+    private func changing(_ call: String, _ device: String) throws(KernelError) {
+        changingCalls += 1
+        switch mode {
+        case let .fail(n) where n == changingCalls:
+            throw KernelError(call: call, device: device, errno: .ioError, detail: "injected fault \(n)")
+        case let .kill(n) where n == changingCalls:
+            kill(getpid(), SIGKILL)
+        default: break
+        }
+    }
+
+    public var isPrivileged: Bool { inner.isPrivileged }
+    public func list() throws(KernelError) -> [DeviceListEntry] { try inner.list() }
+    public func info(_ name: DeviceName) throws(KernelError) -> DeviceInfo? { try inner.info(name) }
+    public func table(_ name: DeviceName) throws(KernelError) -> Table { try inner.table(name) }
+    public func status(_ name: DeviceName) throws(KernelError) -> [TargetStatus] { try inner.status(name) }
+    public func dependencies(_ name: DeviceName) throws(KernelError) -> [DeviceNumber] { try inner.dependencies(name) }
+    public func create(_ name: DeviceName, uuid: String, table: Table, hidden: Bool) throws(KernelError) {
+        try changing("create", name.value)
+        try inner.create(name, uuid: uuid, table: table, hidden: hidden)
+    }
+    public func load(_ name: DeviceName, table: Table) throws(KernelError) {
+        try changing("load", name.value)
+        try inner.load(name, table: table)
+    }
+    public func clearInactive(_ name: DeviceName) throws(KernelError) {
+        try changing("clear", name.value)
+        try inner.clearInactive(name)
+    }
+    public func suspend(_ name: DeviceName, lockfs: Bool) throws(KernelError) {
+        try changing("suspend", name.value)
+        try inner.suspend(name, lockfs: lockfs)
+    }
+    public func resume(_ name: DeviceName) throws(KernelError) {
+        try changing("resume", name.value)
+        try inner.resume(name)
+    }
+    public func remove(_ name: DeviceName) throws(KernelError) {
+        try changing("remove", name.value)
+        try inner.remove(name)
+    }
+    public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo { try inner.blockDevice(at: path) }
+    public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
+    public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }
+    public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
+        try inner.readHeader(path, bytes: bytes)
+    }
+    public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
+        try changing("write header", path)
+        try inner.zeroHeader(path, bytes: bytes)
+    }
+    public func mounts() throws(KernelError) -> [MountEntry] { try inner.mounts() }
+    public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
+        try changing("syncfs", mountPoint)
+        try inner.syncFilesystem(mountPoint)
+    }
+    public func freeze(_ mountPoint: String) throws(KernelError) {
+        try changing("freeze", mountPoint)
+        try inner.freeze(mountPoint)
+    }
+    public func thaw(_ mountPoint: String) throws(KernelError) {
+        try changing("thaw", mountPoint)
+        try inner.thaw(mountPoint)
+    }
+}

@@ -1,0 +1,57 @@
+import DMSnap
+import FoundationEssentials
+import Logging
+
+/// swift-log for the CLI: warnings always (`dmsnap: warning: …` on stderr); with `DMSNAP_TRACE`
+/// every kernel step with its time since start, when it begins (`dmsnap: trace: +1.234 ms freeze
+/// /mnt`) and when it returns (`… done freeze /mnt`); with `DMSNAP_DEBUG` libdevmapper's own lines.
+enum CLILog {
+    static let label = "dmsnap"
+    static let libdevmapperLabel = "dmsnap.libdevmapper"
+
+    static func bootstrap() {
+        let env = ProcessInfo.processInfo.environment
+        let trace = env["DMSNAP_TRACE"] != nil
+        let debug = env["DMSNAP_DEBUG"] != nil
+        let start = ContinuousClock.now
+        LoggingSystem.bootstrap { label in
+            var level: Logger.Level = .warning
+            if label == libdevmapperLabel {
+                if debug { level = .debug }
+            } else if trace {
+                level = .trace
+            } else if debug {
+                level = .debug
+            }
+            return Handler(logLevel: level, start: start)
+        }
+    }
+
+    struct Handler: LogHandler {
+        var logLevel: Logger.Level
+        var metadata: Logger.Metadata = [:]
+        let start: ContinuousClock.Instant
+
+        init(logLevel: Logger.Level, start: ContinuousClock.Instant) {
+            self.logLevel = logLevel
+            self.start = start
+        }
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let message = event.message
+            switch event.level {
+            case .trace:
+                writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(message)\n")
+            case .warning:
+                writeStandardError("dmsnap: warning: \(message)\n")
+            default:
+                writeStandardError("dmsnap: \(message)\n")
+            }
+        }
+    }
+}

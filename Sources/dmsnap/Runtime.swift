@@ -1,0 +1,27 @@
+import DMSnap
+import FoundationEssentials
+import Logging
+
+/// What the commands run against. The shipped `dmsnap` uses the real kernel; the kernel suite's
+/// `dmsnap-test` installs one with its fault hook. Set for a call with `Runtime.$current.withValue`.
+public struct Runtime: Sendable {
+    /// The kernel the commands use (given the logger for libdevmapper's own lines).
+    public var makeKernel: @Sendable (Logger) -> any KernelControl
+
+    public init(makeKernel: @escaping @Sendable (Logger) -> any KernelControl) {
+        self.makeKernel = makeKernel
+    }
+
+    public static let production = Runtime { LinuxKernel(logger: $0) }
+
+    @TaskLocal public static var current = Runtime.production
+}
+
+/// The manager for the commands: the runtime's kernel, the state directory and the command lock.
+func makeManager(lockWait: Double = 5) -> SnapshotManager {
+    let kernel = Runtime.current.makeKernel(Logger(label: CLILog.libdevmapperLabel))
+    let manager = SnapshotManager(kernel: kernel, store: FileSetStore(), logger: Logger(label: CLILog.label))
+    manager.lock = CommandLock()
+    manager.lockWait = lockWait
+    return manager
+}

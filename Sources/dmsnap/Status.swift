@@ -1,0 +1,35 @@
+import ArgumentParser
+import DMSnap
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show snapshot sets: state and COW usage per device.",
+        discussion: "Fields for -o: \(StatusField.names)"
+    )
+
+    @Argument(help: "A set name; all sets when omitted.") var set: String?
+    @Flag(help: "Print JSON: {\"sets\":[…]} without SET, one set object with SET.") var json = false
+    @Flag(help: "Omit the heading line.") var noheadings = false
+    @Option(name: .short, help: ArgumentHelp("Comma-separated fields to show.", valueName: "fields"),
+            transform: StatusField.list)
+    var o: [StatusField]?
+
+    func run() throws {
+        let manager = makeManager()
+        let sets = try cli { () throws(DMSnapError) in try manager.status(set) }
+        if json {
+            if set != nil {
+                try Output.json(sets[0])
+            } else {
+                struct Root: Encodable { var sets: [SetStatus] }
+                try Output.json(Root(sets: sets))
+            }
+            return
+        }
+        if sets.isEmpty && o == nil && !noheadings {
+            print("No snapshot sets.")
+            return
+        }
+        StatusPrinter.table(sets, fields: o ?? StatusField.defaults, headings: !noheadings)
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import DMSnap
+
+struct Take: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Snapshot a set of live devices in one freeze window.",
+        discussion: """
+            Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts;
+            its writes go to COW (a block device) from now on. A hidden base device per DEVICE holds
+            the frozen image. All devices are frozen together, so the set is consistent.
+            """
+    )
+
+    @Argument(help: "Name of the new set: [A-Za-z0-9._+-], 1–64 characters.") var set: String
+    @Argument(help: ArgumentHelp("DEVICE=COW pairs.", valueName: "DEVICE=COW")) var pairs: [DevicePair] = []
+    @Option(help: "COW chunk size, a power of two from 4k to 512k (default 4k).") var chunkSize: String?
+    @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
+    @Flag(help: "Print the new set as JSON.") var json = false
+    @OptionGroup var lock: LockOptions
+
+    func run() throws {
+        var parsed: [(device: String, cow: String)] = []
+        for p in pairs {
+            do { parsed.append(try TakeRequest.pair(p.text)) } catch { throw CLIError(message: error.description, status: .refused) }
+        }
+        let manager = makeManager(lockWait: lock.waitLock)
+        let started = ContinuousClock.now
+        _ = try cli { () throws(DMSnapError) in
+            try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force))
+        }
+        let elapsed = ContinuousClock.now - started
+        let status = try cli { () throws(DMSnapError) in try manager.status(set) }
+        if json {
+            try Output.json(status[0])
+        } else {
+            print("Took set \(set): \(parsed.count) device\(parsed.count == 1 ? "" : "s") in \(Int((elapsed.seconds * 1000).rounded())) ms")
+            StatusPrinter.table(status, fields: StatusField.defaults, headings: true)
+        }
+    }
+}
