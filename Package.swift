@@ -14,7 +14,9 @@ let staticSwift: [LinkerSetting] = [
 let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 
-// The layers, each a target, so the compiler checks who may use whom (README, "Layout"):
+// The layers, each a target, so the compiler checks who may use whom (README, "Layout"; the
+// builds of scripts/test.sh and scripts/demo.sh pass --explicit-target-dependency-import-check
+// error, which makes any import outside a target's dependencies a build error):
 //
 //   DMSnapModel ← DMSnapPlanning ←──────────┐
 //        ↑                                   DMSnap ← DMSnapCLI (Sources/dmsnap) ← dmsnap
@@ -52,7 +54,7 @@ let package = Package(
             dependencies: ["DMSnapModel", "DMSnapPlanning", "DMSnapKernel", "DMSnapStore", logging]
         ),
         // Test doubles: an in-memory kernel, a memory store, fault injection. Never in the product.
-        .target(name: "DMSnapTesting", dependencies: ["DMSnap"]),
+        .target(name: "DMSnapTesting", dependencies: ["DMSnap", logging]),
         // The command-line interface: one file per subcommand; parse, call the library, print.
         .target(
             name: "DMSnapCLI",
@@ -63,12 +65,15 @@ let package = Package(
         .executableTarget(name: "dmsnap", dependencies: ["DMSnapCLI"], path: "Sources/dmsnap-main",
                           linkerSettings: staticSwift),
         // The same commands plus the fault-injection hook, for the kernel suite. Never installed.
-        .executableTarget(name: "dmsnap-test", dependencies: ["DMSnapCLI", "DMSnapTesting"],
+        .executableTarget(name: "dmsnap-test", dependencies: ["DMSnap", "DMSnapCLI", "DMSnapTesting"],
                           linkerSettings: staticSwift),
         // Drives the library directly for the kernel suite and the benchmark's kernel floors.
-        .executableTarget(name: "dmsnap-probe", dependencies: ["DMSnap", "DMSnapTesting"],
+        .executableTarget(name: "dmsnap-probe", dependencies: ["DMSnap", "DMSnapTesting", logging],
                           linkerSettings: staticSwift),
-        .testTarget(name: "DMSnapTests", dependencies: ["DMSnap", "DMSnapTesting", "DMSnapCLI"]),
+        .testTarget(name: "DMSnapTests", dependencies: [
+            "DMSnapModel", "DMSnapPlanning", "DMSnapKernel", "DMSnapStore", "DMSnap", "DMSnapTesting", "DMSnapCLI",
+            system, logging,
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

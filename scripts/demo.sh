@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 scripts/deps.sh
 echo "== building dmsnap"
-swift build 2>&1 | grep -E "error|warning: |Build complete" || true
-[[ -x .build/debug/dmsnap ]] || { echo "demo: build failed" >&2; exit 1; }
+mkdir -p .build
+rc=0
+swift build --explicit-target-dependency-import-check error >.build/demo-build.log 2>&1 || rc=$?
+grep -E "error|warning: |Build complete" .build/demo-build.log || true
+rm -f .build/demo-build.log
+((rc == 0)) && [[ -x .build/debug/dmsnap ]] || { echo "demo: build failed" >&2; exit 1; }
 echo "== booting the test kernel"
 exec Tests/kernel/run-in-uml.sh -- scripts/demo-inside.sh

@@ -1,3 +1,6 @@
+// DMSnapKernel — the kernel: device-mapper, block devices, filesystems and mounts. The only user
+// of the C boundary (CDeviceMapper); file descriptors through swift-system; every failure a
+// `KernelError` with the call, the device and its errno. Depends on the model, not on planning.
 import DMSnapModel
 import SystemPackage
 

@@ -24,6 +24,7 @@ public struct DeviceName: Hashable, Comparable, Sendable, CodableAsString, Custo
         self.value = value
     }
 
+    public init(codedText: String) throws(ModelError) { try self.init(codedText) }
     public var description: String { value }
     /// `/dev/mapper/NAME`
     public var path: String { "/dev/mapper/\(value)" }
@@ -50,27 +51,34 @@ public struct SetName: Hashable, Comparable, Sendable, CodableAsString, CustomSt
         self.value = value
     }
 
+    public init(codedText: String) throws(ModelError) { try self.init(codedText) }
     public var description: String { value }
     public static func < (lhs: SetName, rhs: SetName) -> Bool { lhs.value < rhs.value }
 }
 
 /// A value stored as one validated string: decoding runs the same checks as `init(_:)`.
+/// Decoding runs the parser (`init(codedText:)`), encoding writes `codedText`.
 public protocol CodableAsString: Codable {
-    init(_ text: String) throws(ModelError)
-    var description: String { get }
+    init(codedText: String) throws(ModelError)
+    /// The stored form; by default `description`.
+    var codedText: String { get }
+}
+
+extension CodableAsString where Self: CustomStringConvertible {
+    public var codedText: String { description }
 }
 
 extension CodableAsString {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let raw = try container.decode(String.self)
-        do { try self.init(raw) } catch {
+        do { try self.init(codedText: raw) } catch {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
         }
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(description)
+        try container.encode(codedText)
     }
 }

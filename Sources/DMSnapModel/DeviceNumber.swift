@@ -22,6 +22,7 @@ public struct DeviceNumber: Hashable, Comparable, Sendable, CodableAsString, Cus
         minor = mi
     }
 
+    public init(codedText: String) throws(ModelError) { try self.init(parsing: codedText) }
     public var description: String { "\(major):\(minor)" }
 
     public static func < (a: DeviceNumber, b: DeviceNumber) -> Bool { (a.major, a.minor) < (b.major, b.minor) }

@@ -1,3 +1,6 @@
+// DMSnapModel — the values every layer shares: checked names and numbers, sizes, typed tables,
+// kernel statuses and facts, the persisted set, the state vocabulary. No I/O, no libc: depends on
+// nothing but FoundationEssentials (Date, Codable) and swift-system's `Errno` (a value).
 import FoundationEssentials
 
 /// The persisted description of a snapshot set: everything needed to merge, discard or

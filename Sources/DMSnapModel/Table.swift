@@ -1,5 +1,6 @@
 /// One line of a device-mapper table: `START LENGTH TYPE PARAMS`, with typed parameters.
-public struct TargetLine: Hashable, Sendable, Codable, CustomStringConvertible {
+/// Stored as its kernel text.
+public struct TargetLine: Hashable, Sendable, CodableAsString, CustomStringConvertible {
     public var start: Sectors
     public var length: Sectors
     public var params: TargetParams
@@ -43,22 +44,13 @@ public struct TargetLine: Hashable, Sendable, Codable, CustomStringConvertible {
         return p.isEmpty ? "\(start) \(length) \(type)" : "\(start) \(length) \(type) \(p)"
     }
 
-    /// Stored as its kernel text.
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let raw = try container.decode(String.self)
-        do { try self.init(parsing: raw) } catch {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
-        }
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(kernelText)
-    }
+    public init(codedText: String) throws(ModelError) { try self.init(parsing: codedText) }
+    public var codedText: String { kernelText }
 }
 
-/// A whole table: target lines that cover `0..<size` without gaps or overlaps.
-public struct Table: Hashable, Sendable, Codable, CustomStringConvertible {
+/// A whole table: target lines that cover `0..<size` without gaps or overlaps. Stored as its
+/// kernel text.
+public struct Table: Hashable, Sendable, CodableAsString, CustomStringConvertible {
     public var targets: [TargetLine]
 
     public init(_ targets: [TargetLine]) throws(ModelError) {
@@ -113,15 +105,6 @@ public struct Table: Hashable, Sendable, Codable, CustomStringConvertible {
         return out
     }
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let raw = try container.decode(String.self)
-        do { try self.init(parsing: raw) } catch {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
-        }
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(kernelText)
-    }
+    public init(codedText: String) throws(ModelError) { try self.init(parsing: codedText) }
+    public var codedText: String { kernelText }
 }

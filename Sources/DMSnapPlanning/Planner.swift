@@ -1,3 +1,6 @@
+// DMSnapPlanning — the pure planner: from a request and a `KernelView` (a value read beforehand)
+// to a `Plan` of steps with compensations, or a `PlanError` that changes nothing. Depends on the
+// model only: no I/O, no environment, no kernel.
 import DMSnapModel
 import FoundationEssentials
 

@@ -1,3 +1,5 @@
+// DMSnapStore — dmsnap's own state: set descriptions on disk (atomic, 0600, O_NOFOLLOW) and the
+// command lock. Depends on the model only.
 import DMSnapModel
 import SystemPackage
 

@@ -1,3 +1,5 @@
+// DMSnapTesting — test doubles: an in-memory kernel, a memory store, fault injection. Linked by the
+// unit tests, dmsnap-test and dmsnap-probe; never by the product.
 import DMSnap
 import SystemPackage
 

@@ -67,27 +67,15 @@ final class NSLockish: @unchecked Sendable {
     }
 }
 
-struct ClockHandler: LogHandler {
-    let clock: StepClock
-    var logLevel: Logger.Level = .trace
-    var metadata: Logger.Metadata = [:]
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
+let clock = StepClock()
+LoggingSystem.bootstrap { label in
+    // Trace lines (the executor's steps) go to the clock; warnings to stderr. libdevmapper's own
+    // lines stay off: the floor must not pay for them.
+    SinkLogHandler(logLevel: label == "dmsnap" ? .trace : .warning) { event in
         if event.level == .trace { clock.record(event.message.description) } else if event.level >= .warning {
             writeStandardError("dmsnap-probe: \(event.message)\n")
         }
     }
-}
-
-let clock = StepClock()
-LoggingSystem.bootstrap { label in
-    var h = ClockHandler(clock: clock)
-    // libdevmapper's own lines stay off: the floor must not pay for them.
-    if label != "dmsnap" { h.logLevel = .warning }
-    return h
 }
 
 let args = Array(CommandLine.arguments.dropFirst())

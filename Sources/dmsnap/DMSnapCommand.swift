@@ -1,3 +1,6 @@
+// DMSnapCLI (Sources/dmsnap) — the command line: one file per subcommand that parses, calls the
+// DMSnap library and prints; the printers, the progress bar, the error mapping and the logging
+// in files of their own. The executables `dmsnap` and `dmsnap-test` run `DMSnapCommand.main()`.
 import ArgumentParser
 import DMSnap
 #if canImport(Glibc)

@@ -271,23 +271,9 @@ extension TargetLine {
     }
 }
 
-/// A log handler that hands every trace message to `sink` (the executor's steps).
-struct CapturingLogHandler: LogHandler {
-    let sink: @Sendable (String) -> Void
-    var logLevel: Logger.Level = .trace
-    var metadata: Logger.Metadata = [:]
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        if event.level == .trace { sink(event.message.description) }
-    }
-}
-
 extension Logger {
     /// A logger whose trace messages go to `sink`.
     static func capturing(_ sink: @escaping @Sendable (String) -> Void) -> Logger {
-        Logger(label: "test") { _ in CapturingLogHandler(sink: sink) }
+        .sink { if $0.level == .trace { sink($0.message.description) } }
     }
 }

@@ -235,7 +235,9 @@ test_shipped_binary_ignores_the_test_hook() {
     assert_exit 0 "merge with DMSNAP_TEST_FAULT=kill:1 (shipped dmsnap)" -- env DMSNAP_TEST_FAULT=kill:1 "$DMSNAP" merge s1
     assert_eq "$(table_kinds "$D1" "$D2")" "linear linear" "merge did not finish"
     assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "data changed"
-    # and the test build does honour it
+    # the shipped binary does not even contain the hook or the test doubles; the test build does
+    assert_eq "$(grep -c -a -e DMSNAP_TEST_FAULT -e FaultInjector "$DMSNAP" || true)" 0 "the shipped dmsnap contains the test hook"
+    (($(grep -c -a DMSNAP_TEST_FAULT "$DMSNAP_TEST" || true) > 0)) || fail "dmsnap-test has no hook"
     assert_exit 4 "take with the hook (dmsnap-test)" -- env DMSNAP_TEST_FAULT=fail:1 "$DMSNAP_TEST" take s1 "$D1=$C1" "$D2=$C2"
     assert_contains "$T_OUT" "injected fault 1"
 }
