@@ -31,6 +31,9 @@ public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible
     public var leftovers: [Leftover]
     /// Where the set descriptions live (for the fix commands).
     public var stateDirectory: String
+    /// The command that moves the set on, when the failure left it changed (filled in by the
+    /// manager from the set's state after the failure).
+    public var next: String?
 
     public var rolledBack: Bool { leftovers.isEmpty && !committed }
     public var rollbackIncomplete: Bool { !leftovers.isEmpty }
@@ -44,6 +47,7 @@ public struct ExecutionError: Error, Hashable, Sendable, CustomStringConvertible
         } else {
             text += "; everything was rolled back"
         }
+        if let next, !rolledBack { text += "; to move the set on, run '\(next)'" }
         return text
     }
 
@@ -76,10 +80,13 @@ public final class Executor {
 
     public func run(_ plan: Plan) throws(ExecutionError) {
         var pending: [Pending] = []
-        var committed = false
+        var committed = plan.commitIndex < 0
         for (index, step) in plan.steps.enumerated() {
             do {
                 try perform(step.action)
+            } catch where step.warning != nil && committed {
+                logger.warning("\(step.warning!) (\(error))")
+                continue
             } catch {
                 let leftovers = rollback(pending, onlySafety: committed)
                 throw ExecutionError(step: step.action, cause: error, committed: committed, leftovers: leftovers,
@@ -147,6 +154,9 @@ public final class Executor {
             case let .resume(name): try kernel.resume(name)
             case let .remove(name): try kernel.remove(name)
             case let .zeroHeader(path, bytes): try kernel.zeroHeader(path, bytes: bytes)
+            case let .releaseCOW(path, bytes):
+                try kernel.wipeSignatures(path)
+                try kernel.zeroHeader(path, bytes: bytes)
             case let .syncFilesystem(mp): try kernel.syncFilesystem(mp)
             case let .freeze(mp): try kernel.freeze(mp)
             case let .thaw(mp): try kernel.thaw(mp)

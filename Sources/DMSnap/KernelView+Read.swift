@@ -5,7 +5,7 @@ extension KernelView {
     /// signatures — never when they are suspended dm devices, whose I/O would block.
     public static func read(_ kernel: some KernelControl, store: some SetStore, paths: [String] = [],
                             probePaths: [String] = [], scope: Scope = .all) throws(DMSnapError) -> KernelView {
-        var view = KernelView(privileged: kernel.isPrivileged)
+        var view = KernelView(privileged: kernel.isPrivileged, bootID: kernel.bootID)
         guard view.privileged else { return view }
         do { view.sets = try store.list() } catch { throw .from(error) }
         do {
@@ -51,6 +51,27 @@ extension KernelView {
             queue += deps.compactMap { byNumber[$0] }
         }
         mounts = try kernel.mounts()
+        // A member whose base is gone (after a reboot, say): its COW's header tells an inactive
+        // set from an invalidated one. Never read a COW that is a suspended dm device.
+        let looked: Set<DeviceName>? = switch scope {
+        case .all: nil
+        case let .devices(names): names
+        case .recordedSets: Scope.names(of: sets)
+        }
+        for set in sets {
+            // ... and a failed merge resumes only from a COW that reads back.
+            func mergeFailed(_ m: SnapshotSet.Member) -> Bool {
+                guard let live = devices[m.device] else { return false }
+                return live.status.first?.snapshot == .mergeFailed || live.table == Planner.interimTable(m)
+            }
+            for m in set.members where (devices[m.base] == nil || mergeFailed(m)) && (looked?.contains(m.base) ?? true)
+                && cowHeaders[m.cow] == nil {
+                if let dm = devices.values.first(where: { $0.info.number == m.cowNumber }), dm.info.suspended { continue }
+                do { cowHeaders[m.cow] = .success(try kernel.readHeader(m.cow, bytes: 512)) } catch {
+                    cowHeaders[m.cow] = .failure(error.lookupFailure)
+                }
+            }
+        }
         for path in probePaths {
             guard case let .success(block)? = blocks[path], claimed[path] == nil else { continue }
             // A dm device behind the path is in the view (read above): never probe a suspended one.

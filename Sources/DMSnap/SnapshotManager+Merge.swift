@@ -6,7 +6,9 @@ extension SnapshotManager {
         return try locked { () throws(DMSnapError) -> SnapshotSet in
             let set = try existing(name)
             let v = try view(scope: .of([set]))
-            if let start = try plan({ () throws(PlanError) in try Planner.startMerge(set, view: v) }) { try execute(start) }
+            if let start = try plan({ () throws(PlanError) in try Planner.startMerge(set, view: v) }) {
+                try execute(start, for: set.name)
+            }
             return set.with(phase: .merging)
         }
     }
@@ -34,7 +36,7 @@ extension SnapshotManager {
                 remaining += left
                 total += start
             case .mergeFailed:
-                throw .mergeFailed("\(m.device): merge failed (I/O error); the set is left merging with the failed target in place; see 'dmsnap status \(set.name)'")
+                throw .mergeFailed("\(m.device): the merge stopped on an I/O error (COW or device); the device stays usable with every change; once the COW works, unmount \(m.device) and run 'dmsnap merge \(set.name)' to resume it")
             case .invalid, .overflow:
                 throw .mergeFailed("\(m.device): snapshot became invalid during the merge")
             }
@@ -57,7 +59,7 @@ extension SnapshotManager {
         try locked { () throws(DMSnapError) in
             let current = try existing(name)
             let v = try view(scope: .of([current]))
-            try execute(try plan { () throws(PlanError) in try Planner.finishMerge(current, view: v) })
+            try execute(try plan { () throws(PlanError) in try Planner.finishMerge(current, view: v) }, for: current.name)
         }
     }
 
@@ -67,7 +69,23 @@ extension SnapshotManager {
         try locked { () throws(DMSnapError) in
             let set = try existing(name)
             let v = try view(scope: .of([set]))
-            try execute(try plan { () throws(PlanError) in try Planner.discard(set, view: v) })
+            try execute(try plan { () throws(PlanError) in try Planner.discard(set, view: v) }, for: set.name)
+        }
+    }
+}
+
+extension SnapshotManager {
+    /// Drops a lost set (another tool replaced or removed what dmsnap had set up): removes its
+    /// unused bases and its record, leaves the COWs as they are. Returns one line per thing the
+    /// user should know (what each COW still holds).
+    public func forget(_ name: String) throws(DMSnapError) -> [String] {
+        _ = try existing(name)
+        return try locked { () throws(DMSnapError) -> [String] in
+            let set = try existing(name)
+            let v = try view(scope: .of([set]))
+            let (forgetPlan, notes) = try plan { () throws(PlanError) in try Planner.forget(set, view: v) }
+            try execute(forgetPlan)
+            return notes
         }
     }
 }

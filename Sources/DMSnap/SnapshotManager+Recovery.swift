@@ -65,7 +65,6 @@ extension SnapshotManager {
         let set = try existing(name)
         let v = try view(paths: [], probePaths: set.members.map(\.cow), scope: .of([set]))
         var fingerprints: [DeviceName: String] = [:]
-        var headers: [String: [UInt8]] = [:]
         for m in set.members {
             // Only read devices that exist and are not suspended (the planner refuses the rest).
             if let live = v.devices[m.device], !live.info.suspended, live.table == m.originalTable {
@@ -73,12 +72,9 @@ extension SnapshotManager {
                     fingerprints[m.device] = Fingerprint.of(header: try kernel.readHeader(m.device.path, bytes: Fingerprint.bytes), size: m.size)
                 } catch { throw .kernel(error) }
             }
-            if case .success? = v.blocks[m.cow] {
-                do { headers[m.cow] = try kernel.readHeader(m.cow, bytes: 512) } catch { throw .kernel(error) }
-            }
         }
         let (_, activation) = try plan { () throws(PlanError) in
-            try Planner.activate(set, view: v, fingerprints: fingerprints, cowHeaders: headers, force: force)
+            try Planner.activate(set, view: v, fingerprints: fingerprints, force: force)
         }
         if set.phase == .active, !force {
             for m in set.members where m.baseFingerprint == nil {

@@ -72,8 +72,14 @@ public final class SnapshotManager {
         do { return try body() } catch { throw .refused(error) }
     }
 
-    func execute(_ plan: Plan) throws(DMSnapError) {
-        do { try executor.run(plan) } catch { throw .failed(error) }
+    /// Runs a plan for `set`. A failure that leaves the set changed names the command that moves
+    /// it on (from the set's state right after the failure).
+    func execute(_ plan: Plan, for set: SetName? = nil) throws(DMSnapError) {
+        do { try executor.run(plan) } catch {
+            var e = error
+            if !e.rolledBack, let set, let status = try? self.status(set.value).first { e.next = status.hint }
+            throw .failed(e)
+        }
     }
 
     // MARK: take
@@ -86,7 +92,7 @@ public final class SnapshotManager {
             let lookups = request.lookups
             let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
-            try execute(takePlan)
+            try execute(takePlan, for: set.name)
             return recordFingerprints(set.with(phase: .active))
         }
     }

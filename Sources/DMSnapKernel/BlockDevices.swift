@@ -59,6 +59,37 @@ extension LinuxKernel: BlockDeviceControl {
         return "unknown signature"
     }
 
+    @discardableResult
+    public func wipeSignatures(_ path: String) throws(KernelError) -> [String] {
+        try Syscalls.withFile(path, .readWrite) { fd throws(KernelError) in
+            guard let probe = blkid_new_probe() else { throw KernelError(call: "blkid probe", device: path, errno: .noMemory) }
+            defer { blkid_free_probe(probe) }
+            guard blkid_probe_set_device(probe, fd.rawValue, 0, 0) == 0 else {
+                throw KernelError(call: "blkid probe", device: path, errno: Errno(rawValue: errno))
+            }
+            _ = blkid_probe_enable_superblocks(probe, 1)
+            _ = blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_TYPE | BLKID_SUBLKS_BADCSUM))
+            _ = blkid_probe_enable_partitions(probe, 1)
+            _ = blkid_probe_set_partitions_flags(probe, Int32(BLKID_PARTS_MAGIC))
+            var wiped: [String] = []
+            while wiped.count < 64 {
+                let rc = blkid_do_probe(probe)
+                if rc == 1 { break }
+                guard rc == 0 else { throw KernelError(call: "blkid probe", device: path, errno: .ioError, detail: "probe failed") }
+                for key in ["TYPE", "PTTYPE"] {
+                    var data: UnsafePointer<CChar>? = nil
+                    var len = 0
+                    if blkid_probe_lookup_value(probe, key, &data, &len) == 0, let data { wiped.append(String(cString: data)) }
+                }
+                guard blkid_do_wipe(probe, 0) == 0 else {
+                    throw KernelError(call: "wipe signature", device: path, errno: Errno(rawValue: errno))
+                }
+            }
+            try Syscalls.check("fsync", path) { fsync(fd.rawValue) }
+            return wiped
+        }
+    }
+
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try Syscalls.withFile(path, .readOnly) { fd throws(KernelError) in try Syscalls.readPrefix(fd, count: bytes, path: path) }
     }

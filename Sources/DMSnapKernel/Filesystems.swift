@@ -26,3 +26,9 @@ extension LinuxKernel: FilesystemControl {
         try onDirectory(mountPoint, call: "thaw") { cdm_fithaw($0) }
     }
 }
+
+extension LinuxKernel: SystemControl {
+    public var bootID: String? {
+        (try? Syscalls.readFile("/proc/sys/kernel/random/boot_id")).map { $0.trimmingWhitespace() }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

@@ -46,6 +46,10 @@ public protocol BlockDeviceControl: AnyObject {
     func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8]
     /// Writes `bytes` zero bytes at offset 0 and syncs them.
     func zeroHeader(_ path: String, bytes: Int) throws(KernelError)
+    /// Erases the magic of every signature libblkid finds (as `wipefs -a` does) and syncs.
+    /// Returns what was wiped.
+    @discardableResult
+    func wipeSignatures(_ path: String) throws(KernelError) -> [String]
 }
 
 /// Filesystems and mounts.
@@ -56,8 +60,14 @@ public protocol FilesystemControl: AnyObject {
     func thaw(_ mountPoint: String) throws(KernelError)
 }
 
+/// Facts about the running kernel.
+public protocol SystemControl: AnyObject {
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`); nil when it cannot be read.
+    var bootID: String? { get }
+}
+
 /// Everything dmsnap asks of the kernel.
-public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl
+public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & SystemControl
 
 /// A failed kernel call: which call, on which device, and the errno the kernel gave.
 public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -6,8 +6,15 @@ public enum SetState: String, Codable, Hashable, Sendable, Comparable, CaseItera
     case active
     /// The COW is being merged back into the device.
     case merging
+    /// After a reboot: the set's devices are gone, its COWs hold every change; `dmsnap activate`
+    /// puts the snapshot back on top (or `dmsnap discard` forgets it: the re-created devices hold
+    /// the frozen image).
+    case inactive
     /// Interrupted half-way (or a part is missing): `dmsnap recover` settles it.
     case incomplete
+    /// Another tool replaced or removed what dmsnap had set up (a live table reloaded behind its
+    /// back, a device removed): `dmsnap forget` drops the set, the COW keeps what it holds.
+    case lost
     /// The kernel dropped the snapshot (the COW overflowed or failed).
     case invalid
     /// An I/O error stopped the merge.
@@ -17,9 +24,11 @@ public enum SetState: String, Codable, Hashable, Sendable, Comparable, CaseItera
         switch self {
         case .active: 0
         case .merging: 1
-        case .incomplete: 2
-        case .invalid: 3
-        case .mergeFailed: 4
+        case .inactive: 2
+        case .incomplete: 3
+        case .lost: 4
+        case .invalid: 5
+        case .mergeFailed: 6
         }
     }
 

@@ -60,6 +60,9 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     public var phase: Phase
     public var chunk: Sectors
     public var members: [Member]
+    /// The kernel's boot id when the set was taken or last activated: a set whose devices are
+    /// gone in another boot is `inactive` (waiting for `dmsnap activate`), not broken.
+    public var bootID: String?
 
     public init(name: SetName, created: Date, phase: Phase, chunk: Sectors, members: [Member]) {
         self.name = name

@@ -6,15 +6,16 @@ import DMSnapModel
 extension Planner {
     /// - Parameters:
     ///   - fingerprints: the fingerprint of each live device's content now (read by the caller).
-    ///   - cowHeaders: the first bytes of each COW (read by the caller).
     ///   - force: activate even when a base changed since take.
+    /// The COW headers come with the view (`KernelView.cowHeaders`).
     public static func activate(_ set: SnapshotSet, view: KernelView, fingerprints: [DeviceName: String],
-                                cowHeaders: [String: [UInt8]], force: Bool) throws(PlanError) -> (SnapshotSet, Plan) {
+                                force: Bool) throws(PlanError) -> (SnapshotSet, Plan) {
         try requireRoot(view)
         guard set.phase == .active || set.phase == .merging else {
             throw PlanError(set.name.value, "set was interrupted while \(set.phase.rawValue); run 'dmsnap recover \(set.name)'")
         }
         var updated = set
+        updated.bootID = view.bootID
         for (i, m) in set.members.enumerated() {
             guard let live = view.devices[m.device] else {
                 throw PlanError(m.device.value, "device does not exist: recreate it (with its original table) first")
@@ -37,8 +38,17 @@ extension Planner {
             case nil: throw PlanError(m.cow, "COW not looked up")
             }
             if view.claimed[m.cow] == true { throw PlanError(m.cow, "COW is in use") }
-            guard Fingerprint.isSnapshotCOW(cowHeaders[m.cow] ?? []) else {
-                throw PlanError(m.cow, "COW has no valid snapshot header (wiped or not this set's COW)")
+            switch view.cowHeaders[m.cow] {
+            case let .success(header)?:
+                switch COWHeader(header) {
+                case .valid: break
+                case .invalidated:
+                    throw PlanError(m.cow, "the kernel invalidated this snapshot before the reboot (COW overflowed or failed); it cannot be activated: use 'dmsnap discard \(set.name)'")
+                case .empty, .foreign:
+                    throw PlanError(m.cow, "COW has no valid snapshot header (wiped or not this set's COW); use 'dmsnap discard \(set.name)' to forget the set")
+                }
+            case let .failure(e)?: throw PlanError(m.cow, "COW cannot be read: \(e)")
+            case nil: throw PlanError(m.cow, "COW not read")
             }
             // A merge in progress writes into the device, so only an active set can be checked.
             if set.phase == .active, let recorded = m.baseFingerprint, let now = fingerprints[m.device], recorded != now, !force {

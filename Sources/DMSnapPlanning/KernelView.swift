@@ -24,10 +24,16 @@ public struct KernelView: Sendable {
     public var signatures: [String: String]
     public var mounts: [MountEntry]
     public var sets: [SnapshotSet]
+    /// This boot of the kernel (`/proc/sys/kernel/random/boot_id`).
+    public var bootID: String?
+    /// The first bytes of the COW of every set member whose base device is gone (read to tell
+    /// an inactive set after a reboot from an invalidated one), or why they could not be read.
+    public var cowHeaders: [String: Result<[UInt8], LookupFailure>] = [:]
 
     public init(privileged: Bool, devices: [DeviceName: Device] = [:],
                 blocks: [String: Result<BlockDeviceInfo, LookupFailure>] = [:], claimed: [String: Bool] = [:],
-                signatures: [String: String] = [:], mounts: [MountEntry] = [], sets: [SnapshotSet] = []) {
+                signatures: [String: String] = [:], mounts: [MountEntry] = [], sets: [SnapshotSet] = [],
+                bootID: String? = nil) {
         self.privileged = privileged
         self.devices = devices
         self.blocks = blocks
@@ -35,6 +41,7 @@ public struct KernelView: Sendable {
         self.signatures = signatures
         self.mounts = mounts
         self.sets = sets
+        self.bootID = bootID
     }
 
     public func device(numbered number: DeviceNumber) -> (DeviceName, Device)? {

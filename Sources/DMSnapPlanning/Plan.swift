@@ -9,6 +9,9 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     case resume(DeviceName)
     case remove(DeviceName)
     case zeroHeader(String, bytes: Int)
+    /// A COW dmsnap is done with: zero its header chunk and wipe every signature libblkid finds
+    /// on it (copied blocks in its data area look like filesystems), so the next take accepts it.
+    case releaseCOW(String, bytes: Int)
     case syncFilesystem(String)
     case freeze(String)
     case thaw(String)
@@ -26,6 +29,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .resume(n): "resume \(n)"
         case let .remove(n): "remove \(n)"
         case let .zeroHeader(p, b): "zero first \(b) bytes of \(p)"
+        case let .releaseCOW(p, b): "release COW \(p) (zero first \(b) bytes, wipe signatures)"
         case let .syncFilesystem(m): "sync filesystem \(m)"
         case let .freeze(m): "freeze \(m)"
         case let .thaw(m): "thaw \(m)"
@@ -54,6 +58,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .resume(n): "dmsetup resume \(n)"
         case let .remove(n): "dmsetup remove \(n)"
         case let .zeroHeader(p, b): "dd if=/dev/zero of=\(p) bs=\(b) count=1 oflag=sync"
+        case let .releaseCOW(p, b): "wipefs -a \(p) && dd if=/dev/zero of=\(p) bs=\(b) count=1 oflag=sync"
         case let .syncFilesystem(m): "sync -f \(m)"
         case let .freeze(m): "fsfreeze -f \(m)"
         case let .thaw(m), let .thawIfFrozen(m): "fsfreeze -u \(m)"
@@ -76,16 +81,29 @@ public struct Step: Hashable, Sendable {
     public var action: Action
     /// Run in order on rollback. Empty when there is nothing to undo.
     public var undo: [Action]
+    /// When set, a failure of this step does not fail the plan: the executor reports this text
+    /// with the error as a warning and goes on (for clean-up after the point of no return whose
+    /// failure leaves nothing the set depends on, e.g. wiping a dead COW).
+    public var warning: String?
 
-    public init(_ action: Action, undo: [Action] = []) {
+    public init(_ action: Action, undo: [Action] = [], warning: String? = nil) {
         self.action = action
         self.undo = undo
+        self.warning = warning
+    }
+
+    /// Releasing a COW at the end of a merge, discard or recovery: the set no longer depends on
+    /// it, so a COW that cannot be written (a dead disk) only earns a warning.
+    public static func release(_ cow: String, bytes: Int) -> Step {
+        Step(.releaseCOW(cow, bytes: bytes),
+             warning: "\(cow): COW still carries a snapshot header; wipe its first chunk before reusing it")
     }
 }
 
 /// An ordered list of steps. Steps before `commitIndex` are rolled back on failure; once the step
 /// at `commitIndex` has succeeded the plan only rolls forward: a later failure undoes nothing
-/// except what must never be left behind (a suspended device, a frozen filesystem).
+/// except what must never be left behind (a suspended device, a frozen filesystem). A negative
+/// `commitIndex` means the plan only rolls forward from its first step (recovery, forgetting).
 public struct Plan: Hashable, Sendable {
     public var steps: [Step]
     public var commitIndex: Int

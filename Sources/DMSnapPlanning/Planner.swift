@@ -138,7 +138,8 @@ public enum Planner {
                 cowSize: cow.size))
         }
 
-        let set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
+        var set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
+        set.bootID = view.bootID
         return (set, takePlan(set, view: view))
     }
 

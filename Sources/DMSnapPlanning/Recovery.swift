@@ -27,10 +27,16 @@ extension Planner {
 
     public static func settleStage(_ set: SnapshotSet, view: KernelView) throws(PlanError) -> Settlement {
         try requireRoot(view)
+        let seen = set.members.map { observe($0, in: set, view: view) }
+        // After a reboot there is nothing to settle: say what the set is and what moves it on.
+        if seen.allSatisfy({ $0.runs == .gone }) {
+            let status = SetStatus.of(set, view: view)
+            return Settlement(plan: Plan(steps: [], commitIndex: -1), summary: status.summary)
+        }
         for m in set.members where view.devices[m.device] == nil {
             throw PlanError(m.device.value, "device does not exist (after a reboot, recreate it and run 'dmsnap activate \(set.name)')")
         }
-        let states = set.members.map { observe($0, in: set, view: view).runs }
+        let states = seen.map(\.runs)
         let mountPoints = set.members.flatMap { view.mountPoints(of: $0.number) }
         let thaw = mountPoints.map { Step(.thawIfFrozen($0)) }
         let headerBytes = headerBytes(set.chunk)
@@ -39,7 +45,7 @@ extension Planner {
         }
         func removeBasesWipeForget() -> [Step] {
             set.members.filter { view.devices[$0.base] != nil }.map { Step(.remove($0.base)) }
-                + set.members.map { Step(.zeroHeader($0.cow, bytes: headerBytes)) }
+                + set.members.map { Step.release($0.cow, bytes: headerBytes) }
                 + [Step(.deleteState(set.name))]
         }
         func isSnapshot(_ s: Observation.Runs) -> Bool { s == .snapshot }
@@ -61,11 +67,14 @@ extension Planner {
             steps += set.members.filter { view.devices[$0.base] != nil }.map { Step(.remove($0.base)) }
             // A loaded snapshot table writes its header to the COW; the take wiped it first, so
             // wipe it again: the COW is reusable as the take found it.
-            steps += set.members.map { Step(.zeroHeader($0.cow, bytes: headerBytes)) }
+            steps += set.members.map { Step.release($0.cow, bytes: headerBytes) }
             steps.append(Step(.deleteState(set.name)))
             return Settlement(plan: Plan(steps: steps, commitIndex: -1), summary: "undid the interrupted take of set \(set.name)")
         case .active:
-            return Settlement(plan: Plan(steps: clearInactive() + thaw, commitIndex: -1), summary: "set \(set.name) is active")
+            // Never "active" for a set that is not: say what it is and what moves it on.
+            let summary = states.allSatisfy(isSnapshot) && seen.allSatisfy({ $0.state == .active })
+                ? "set \(set.name) is active" : SetStatus.of(set, view: view).summary
+            return Settlement(plan: Plan(steps: clearInactive() + thaw, commitIndex: -1), summary: summary)
         case .merging:
             // "Original" straight from the tables: once a finish removed a base, `observe`
             // reports the base missing, but the live device is what matters here.

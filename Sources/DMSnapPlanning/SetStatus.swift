@@ -41,6 +41,32 @@ public struct SetStatus: Encodable, Hashable, Sendable {
     public var state: SetState
     public var created: Date
     public var devices: [Device]
+    /// The command that moves the set on from its state (nil when it is healthy: active or, for
+    /// `merge --no-wait`, merging is what the user asked for). Never one that points back here.
+    public var hint: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, state, created, devices, hint
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(created, forKey: .created)
+        try c.encode(devices, forKey: .devices)
+        if let hint { try c.encode(hint, forKey: .hint) }
+    }
+
+    /// One line for people: `set s1 is inactive (vg-data: its devices are gone after a reboot):
+    /// run 'dmsnap activate s1'`.
+    public var summary: String {
+        let reasons = devices.filter { $0.state == state }.compactMap { d in d.reason.map { "\(d.device): \($0)" } }
+        var text = "set \(name) is \(state.rawValue)"
+        if let first = reasons.first { text += " (\(first)\(reasons.count > 1 ? "; …" : ""))" }
+        if let hint { text += ": run '\(hint)'" }
+        return text
+    }
 
     /// Builds the status of `set` from what the kernel says now.
     public static func of(_ set: SnapshotSet, view: KernelView) -> SetStatus {
@@ -59,7 +85,21 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         }
         var state = devices.map(\.state).max() ?? .active
         if set.phase == .taking || set.phase == .discarding { state = max(state, .incomplete) }
-        return SetStatus(name: set.name.value, state: state, created: set.created, devices: devices)
+        return SetStatus(name: set.name.value, state: state, created: set.created, devices: devices,
+                         hint: hint(state, set.name))
+    }
+
+    /// The way out of each state.
+    static func hint(_ state: SetState, _ name: SetName) -> String? {
+        switch state {
+        case .active: nil
+        case .merging: "dmsnap merge \(name)"
+        case .inactive: "dmsnap activate \(name)"
+        case .incomplete: "dmsnap recover \(name)"
+        case .lost: "dmsnap forget \(name)"
+        case .invalid: "dmsnap discard \(name)"
+        case .mergeFailed: "dmsnap merge \(name)"
+        }
     }
 }
 

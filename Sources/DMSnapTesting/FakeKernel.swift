@@ -32,6 +32,8 @@ public final class FakeKernel: KernelControl {
     }
 
     public var isPrivileged = true
+    /// The boot id the kernel reports; change it to model a reboot.
+    public var bootID: String? = "boot-1"
     public private(set) var devices: [DeviceName: Device] = [:]
     public var blocks: [String: Block] = [:]
     public var blockNumbers: [String: DeviceNumber] = [:]
@@ -39,6 +41,9 @@ public final class FakeKernel: KernelControl {
     public private(set) var frozen: Set<String> = []
     /// Status text per device for snapshot targets; defaults to a fresh snapshot.
     public var statusOverride: [DeviceName: String] = [:]
+    /// Devices whose current snapshot target hit an I/O error: their status says `Merge failed`
+    /// until a fresh target replaces it (a resume that swaps in another table), as in the kernel.
+    public var failedTargets: Set<DeviceName> = []
     /// Every call, in order: `"suspend live nolockfs"`.
     public private(set) var trace: [String] = []
     /// Fails the call whose 0-based index in `trace` equals this.
@@ -187,7 +192,8 @@ public final class FakeKernel: KernelControl {
             if let p = t.params.snapshot, let cow = p.cow.number {
                 let cowSize = blocks.first { blockNumbers[$0.key] == cow }?.value.size
                     ?? devices.values.first { $0.number == cow }?.live?.size ?? Sectors(0)
-                text = statusOverride[name] ?? "\(p.chunk.value * 2)/\(cowSize) \(p.chunk.value * 2)"
+                text = failedTargets.contains(name) ? "Merge failed"
+                    : statusOverride[name] ?? "\(p.chunk.value * 2)/\(cowSize) \(p.chunk.value * 2)"
             }
             return TargetStatus(start: t.start, length: t.length, type: t.type, text: text)
         }
@@ -210,7 +216,11 @@ public final class FakeKernel: KernelControl {
 
     public func load(_ name: DeviceName, table: Table) throws(KernelError) {
         try record("load \(name) \(table.targets.map(\.type).joined(separator: ","))", device: name.value, call: "load")
-        _ = try existing(name, "load")
+        let d = try existing(name, "load")
+        // The kernel allows one merge per origin: a second snapshot-merge over a live one fails.
+        if table.targets.contains(where: { $0.type == "snapshot-merge" }), d.live?.targets.contains(where: { $0.type == "snapshot-merge" }) == true {
+            throw KernelError(call: "load", device: name.value, errno: .invalidArgument, detail: "A snapshot is already merging")
+        }
         try checkTable(table, for: name, call: "load")
         devices[name]?.inactive = table
     }
@@ -237,6 +247,7 @@ public final class FakeKernel: KernelControl {
         if let t = d.inactive {
             devices[name]?.live = t
             devices[name]?.inactive = nil
+            failedTargets.remove(name)
         }
         devices[name]?.suspended = false
     }
@@ -303,6 +314,19 @@ public final class FakeKernel: KernelControl {
         b.signature = nil
         b.header = [UInt8](repeating: 0, count: bytes) + b.header.dropFirst(bytes)
         blocks[path] = b
+    }
+
+    @discardableResult
+    public func wipeSignatures(_ path: String) throws(KernelError) -> [String] {
+        try record("wipe \(path)", device: path, call: "wipe signature")
+        guard var b = blocks[path] else {
+            if dmNumber(path) != nil { return [] }
+            throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
+        }
+        let wiped = b.signature.map { [$0] } ?? []
+        b.signature = nil
+        blocks[path] = b
+        return wiped
     }
 
     public func mounts() throws(KernelError) -> [MountEntry] {

@@ -47,6 +47,7 @@ public final class FaultInjector: KernelControl {
     }
 
     public var isPrivileged: Bool { inner.isPrivileged }
+    public var bootID: String? { inner.bootID }
     public func list() throws(KernelError) -> [DeviceListEntry] { try inner.list() }
     public func info(_ name: DeviceName) throws(KernelError) -> DeviceInfo? { try inner.info(name) }
     public func table(_ name: DeviceName) throws(KernelError) -> Table { try inner.table(name) }
@@ -85,6 +86,10 @@ public final class FaultInjector: KernelControl {
     public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
         try changing("write header", path)
         try inner.zeroHeader(path, bytes: bytes)
+    }
+    public func wipeSignatures(_ path: String) throws(KernelError) -> [String] {
+        try changing("wipe signature", path)
+        return try inner.wipeSignatures(path)
     }
     public func mounts() throws(KernelError) -> [MountEntry] { try inner.mounts() }
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {

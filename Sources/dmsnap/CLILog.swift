@@ -5,6 +5,8 @@ import Logging
 /// swift-log for the CLI: warnings always (`dmsnap: warning: …` on stderr); with `DMSNAP_TRACE`
 /// every kernel step with its time since start, when it begins (`dmsnap: trace: +1.234 ms freeze
 /// /mnt`) and when it returns (`… done freeze /mnt`); with `DMSNAP_DEBUG` libdevmapper's own lines.
+/// Trace lines are stamped when they happen and written in batches (at exit, or before any other
+/// line), so tracing does not add a write(2) per step to the freeze window it measures.
 enum CLILog {
     static let label = "dmsnap"
     static let libdevmapperLabel = "dmsnap.libdevmapper"
@@ -46,12 +48,26 @@ enum CLILog {
             let message = event.message
             switch event.level {
             case .trace:
-                writeStandardError("dmsnap: trace: +\(fixed((ContinuousClock.now - start).seconds * 1000, 3)) ms \(message)\n")
+                traceBuffer.append((ContinuousClock.now - start, "\(message)"))
+                if traceBuffer.count >= 512 { flush() }
             case .warning:
+                flush()
                 writeStandardError("dmsnap: warning: \(message)\n")
             default:
+                flush()
                 writeStandardError("dmsnap: \(message)\n")
             }
         }
+    }
+
+    /// Trace lines not written yet: (time since start, message). Only the main thread logs.
+    nonisolated(unsafe) static var traceBuffer: [(Duration, String)] = []
+
+    /// Writes the buffered trace lines to stderr.
+    static func flush() {
+        guard !traceBuffer.isEmpty else { return }
+        let text = traceBuffer.map { "dmsnap: trace: +\(fixed($0.0.seconds * 1000, 3)) ms \($0.1)\n" }.joined()
+        traceBuffer.removeAll()
+        writeStandardError(text)
     }
 }

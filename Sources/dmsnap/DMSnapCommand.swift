@@ -17,7 +17,7 @@ public struct DMSnapCommand: ParsableCommand {
         abstract: "Consistent, online device-mapper snapshots of a set of block devices.",
         discussion: ExitStatus.helpText,
         version: DMSnapVersion.string,
-        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Devices.self]
+        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Forget.self, Devices.self]
     )
 
     public init() {}
@@ -32,6 +32,7 @@ public struct DMSnapCommand: ParsableCommand {
             try command.run()
             status = .ok
         } catch let error as CLIError {
+            CLILog.flush()
             Output.error(error.message)
             status = error.status
         } catch {
@@ -50,6 +51,7 @@ public struct DMSnapCommand: ParsableCommand {
                 }
             }
         }
+        CLILog.flush()
         Glibc.exit(status.rawValue)
     }
 }

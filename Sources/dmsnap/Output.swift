@@ -9,6 +9,7 @@ import Musl
 
 enum Output {
     static func error(_ message: String) {
+        CLILog.flush()
         writeStandardError("dmsnap: \(message)\n")
     }
 

@@ -31,5 +31,9 @@ struct Status: ParsableCommand {
             return
         }
         StatusPrinter.table(sets, fields: o ?? StatusField.defaults, headings: !noheadings)
+        // For people: what each set that needs something is, and the command that moves it on.
+        if o == nil && !noheadings {
+            for s in sets where s.hint != nil { print(s.summary) }
+        }
     }
 }

@@ -20,10 +20,6 @@ final class FailingStore: SetStore {
     func delete(_ name: SetName) throws(StoreError) { throw StoreError(path: location, kind) }
 }
 
-final class Lines: @unchecked Sendable {
-    var all: [String] = []
-}
-
 /// A logger that collects warnings.
 func warningsLogger(_ lines: Lines) -> Logger {
     .sink(level: .warning) { lines.all.append("\($0.message)") }

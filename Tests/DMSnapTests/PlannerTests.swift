@@ -639,14 +639,15 @@ struct ExistingSetPlanTests {
         fx.dm.statusOverride[Fx.live(1)] = "16/65536 16"
         let plan = try Planner.finishMerge(set, view: try KernelView.read(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "suspend", "suspend", "resume", "resume",
-                                             "remove", "remove", "zero", "zero", "delete"])
+                                             "remove", "remove", "release", "release", "delete"])
         #expect(plan.commitIndex == 5)
         #expect(plan.actions.first == .load(Fx.live(0), Fx.original(0)))
         try Self.expectRestoreUndo(plan, fx, merge: true)
     }
 
-    /// The restore plans (merge finish, discard) undo a suspend by loading the table that was live
-    /// (snapshot-merge or snapshot) back, then resuming; a resume by loading it, suspending, resuming.
+    /// The restore plans undo a suspend by loading the table that was live back (discard: the
+    /// snapshot) or, for a merge finish, by dropping the loaded original (the live merge target
+    /// stays), then resuming; a resume by loading the table back, suspending, resuming.
     static func expectRestoreUndo(_ plan: Plan, _ fx: SnapFixture, merge: Bool,
                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
         var seen = 0
@@ -659,7 +660,9 @@ struct ExistingSetPlanTests {
             let k = try #require(fx.all.first { Fx.live($0) == n }, sourceLocation: sourceLocation)
             let current = try #require(fx.snapshotTable(k, merge: merge), sourceLocation: sourceLocation)
             if case .suspend = step.action {
-                #expect(step.undo == [.load(n, current), .resume(n)], sourceLocation: sourceLocation)
+                // a finish cannot reload snapshot-merge over the live merge target: it drops its load
+                let undo: [Action] = merge ? [.clearInactive(n), .resume(n)] : [.load(n, current), .resume(n)]
+                #expect(step.undo == undo, sourceLocation: sourceLocation)
             } else {
                 #expect(step.undo == [.load(n, current), .suspend(n, lockfs: true), .resume(n)], sourceLocation: sourceLocation)
             }
@@ -673,7 +676,7 @@ struct ExistingSetPlanTests {
         let set = try #require(fx.take())
         let plan = try Planner.discard(set, view: try KernelView.read(fx.dm, store: fx.store))
         #expect(plan.actions.map(fxVerb) == ["load", "load", "save", "suspend", "suspend", "resume", "resume",
-                                             "remove", "remove", "zero", "zero", "delete"])
+                                             "remove", "remove", "release", "release", "delete"])
         #expect(plan.commitIndex == 6)
         #expect(plan.actions[2] == .save(set.with(phase: .discarding)))
         #expect(plan.actions[7] == .remove(Fx.base(0)))

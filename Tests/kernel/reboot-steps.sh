@@ -6,7 +6,7 @@ phase=$1 dir=$2
 DMSNAP=$PWD/.build/debug/dmsnap
 FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
-A=rbt-a B=rbt-b
+A=rbt-a B=rbt-b C=rbt-c D=rbt-d
 fail() { echo "FAIL $*"; exit 1; }
 
 if [[ $phase == one ]]; then
@@ -19,6 +19,22 @@ if [[ $phase == one ]]; then
     sync
     "$DMSNAP" take s1 "$A=$ca"
     "$DMSNAP" take s2 "$B=$cb"
+    # s3 overflows its COW before the reboot (invalid); s4 is left to be walked by its hints
+    "$FX" create $C 64M --fs ext4 --mount "$dir/mc" >/dev/null
+    "$FX" create $D 64M --fs ext4 --mount "$dir/md" >/dev/null
+    cc=$("$FX" cow rbt-cc 1M)
+    cd_=$("$FX" cow rbt-cd 32M)
+    head -c 1M /dev/urandom >"$dir/mc/before"
+    head -c 1M /dev/urandom >"$dir/md/before"
+    sync
+    "$DMSNAP" take s3 "$C=$cc"
+    "$DMSNAP" take s4 "$D=$cd_"
+    "$FX" checksum "/dev/mapper/$C-dmsnap-base" >"$dir/frozen-c"
+    dd if=/dev/urandom of="$dir/mc/big" bs=1M count=4 conv=fsync status=none 2>/dev/null || true
+    "$DMSNAP" status s3 -o state --noheadings | grep -q invalid || fail "s3 did not overflow"
+    head -c 2M /dev/urandom >"$dir/md/after"
+    sync
+    "$FX" checksum "$dir/md" >"$dir/expected-d"
     head -c 5M /dev/urandom >"$dir/ma/after"
     rm "$dir/ma/before"
     sync
@@ -28,6 +44,9 @@ if [[ $phase == one ]]; then
     # what the admin's tools know: the original tables and the loop files
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s1.json" >"$dir/table-a"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s2.json" >"$dir/table-b"
+    for x in c:s3 d:s4; do
+        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/${x#*:}.json" >"$dir/table-${x%%:*}"
+    done
     losetup -l -n -O NAME,BACK-FILE >"$dir/loops"
     sync
     echo "boot one: took s1 and s2, wrote, halting without cleanup"
@@ -39,6 +58,8 @@ fi
 while read -r name file; do losetup "$name" "$file"; done <"$dir/loops"
 dmsetup create $A --table "$(cat "$dir/table-a")"
 dmsetup create $B --table "$(cat "$dir/table-b")"
+dmsetup create $C --table "$(cat "$dir/table-c")"
+dmsetup create $D --table "$(cat "$dir/table-d")"
 cleanup() { "$FX" sweep rbt- >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -65,3 +86,34 @@ mount "/dev/mapper/$A" "$dir/ma"
 [[ $("$FX" checksum "$dir/ma") == "$(cat "$dir/expected-a")" ]] || fail "reboot_activate_merge: content after remount differs"
 umount "$dir/ma"
 echo "PASS reboot_activate_merge"
+
+# after a reboot, a set not activated yet is inactive and points to activate; recover says the
+# same (never "active"); following the hints ends with the set merged, every change kept
+json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
+[[ $("$DMSNAP" status s4 --json | json_field '["state"], d["hint"]') == "inactive dmsnap activate s4" ]] ||
+    fail "reboot_inactive_walk: status of s4: $("$DMSNAP" status s4 --json)"
+out=$("$DMSNAP" recover s4 2>&1) || fail "reboot_inactive_walk: recover failed: $out"
+[[ $out == *"is inactive"*"run 'dmsnap activate s4'"* && $out != *"is active"* ]] || fail "reboot_inactive_walk: recover said: $out"
+out=$("$DMSNAP" merge s4 2>&1) && fail "reboot_inactive_walk: merge of an inactive set did not refuse: $out"
+[[ $out == *"run 'dmsnap activate s4' first"* ]] || fail "reboot_inactive_walk: merge said: $out"
+"$DMSNAP" activate s4 || fail "reboot_inactive_walk: activate failed"
+[[ $("$DMSNAP" status s4 -o state --noheadings | tr -d ' ') == active ]] || fail "reboot_inactive_walk: not active after activate"
+"$DMSNAP" merge s4 || fail "reboot_inactive_walk: merge failed"
+mkdir -p "$dir/md"
+mount "/dev/mapper/$D" "$dir/md"
+[[ $("$FX" checksum "$dir/md") == "$(cat "$dir/expected-d")" ]] || fail "reboot_inactive_walk: content after merge differs"
+umount "$dir/md"
+echo "PASS reboot_inactive_walk"
+
+# an overflowed set stays invalid after the reboot; merge refuses with the reason; discard works
+# without activating and the device holds the frozen image
+[[ $("$DMSNAP" status s3 --json | json_field '["state"], d["hint"]') == "invalid dmsnap discard s3" ]] ||
+    fail "reboot_invalid_discard: status of s3: $("$DMSNAP" status s3 --json)"
+out=$("$DMSNAP" merge s3 2>&1) && fail "reboot_invalid_discard: merge did not refuse"
+[[ $out == *"invalidated the snapshot before the reboot"*"use 'dmsnap discard s3'"* ]] || fail "reboot_invalid_discard: merge said: $out"
+out=$("$DMSNAP" activate s3 2>&1) && fail "reboot_invalid_discard: activate did not refuse"
+[[ $out == *"use 'dmsnap discard s3'"* ]] || fail "reboot_invalid_discard: activate said: $out"
+"$DMSNAP" discard s3 || fail "reboot_invalid_discard: discard failed"
+"$DMSNAP" status s3 >/dev/null 2>&1 && fail "reboot_invalid_discard: the set is still recorded"
+[[ $("$FX" checksum "/dev/mapper/$C") == "$(cat "$dir/frozen-c")" ]] || fail "reboot_invalid_discard: not the frozen image"
+echo "PASS reboot_invalid_discard"

@@ -1,0 +1,212 @@
+import Foundation
+import Testing
+@testable import DMSnap
+import DMSnapTesting
+
+// Every state a set can reach has a way out (issue 12), over the in-memory kernel.
+
+/// A set taken in boot-1, then the machine rebooted: the dm devices are gone; the live devices
+/// were re-created with their original tables (unmounted); the COWs keep their headers.
+func rebooted(devices: Int = 2, header: [UInt8] = COWBytes.valid, recreate: Bool = true) throws -> SnapFixture {
+    let fx = SnapFixture(devices: devices)
+    try #require(fx.take() != nil)
+    for k in fx.all {
+        try fx.dm.load(Fx.live(k), table: Fx.original(k))
+        try fx.dm.suspend(Fx.live(k), lockfs: false)
+        try fx.dm.resume(Fx.live(k))
+        try fx.dm.remove(Fx.base(k))
+        if !recreate { try fx.dm.remove(Fx.live(k)) }
+        fx.dm.blocks[Fx.cow(k)]?.header = header
+    }
+    fx.dm.bootID = "boot-2"
+    fx.dm.resetTrace()
+    return fx
+}
+
+enum COWBytes {
+    static let valid: [UInt8] = [0x53, 0x6e, 0x41, 0x70, 1, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0]
+    static let invalidated: [UInt8] = [0x53, 0x6e, 0x41, 0x70, 0, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0]
+}
+
+@Suite("After a reboot")
+struct AfterRebootTests {
+    @Test(arguments: [true, false])
+    func aSetWhoseDevicesAreGoneIsInactiveAndPointsToActivate(_ recreated: Bool) throws {
+        let fx = try rebooted(recreate: recreated)
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .inactive)
+        #expect(status.devices.allSatisfy { $0.state == .inactive })
+        #expect(status.hint == "dmsnap activate s")
+        #expect(status.summary == "set s is inactive (vg0-live: its devices are gone after a reboot; the COW holds every change; …): run 'dmsnap activate s'")
+        let merge = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(merge.refusal?.description == "s: set is inactive (its devices are gone after a reboot): run 'dmsnap activate s' first")
+        let recover = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+        #expect((try? recover.get()) == [status.summary], "recover says what the set is, never 'active'")
+        #expect(fx.mutations.isEmpty)
+    }
+
+    @Test func followingTheHintActivatesThenMerges() throws {
+        let fx = try rebooted()
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.activate("s") }.isSuccess)
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .active && status.hint == nil)
+        #expect(fx.store.sets[mkSetName("s")]?.bootID == "boot-2", "activate records this boot")
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        #expect(fx.store.sets.isEmpty)
+        fx.expectSafe()
+    }
+
+    @Test func anInactiveSetCanBeDiscardedWithoutActivating() throws {
+        let fx = try rebooted()
+        let before = fx.dm.devices
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.isSuccess)
+        #expect(fx.store.sets.isEmpty)
+        #expect(fx.dm.devices == before, "the re-created devices hold the frozen image: untouched")
+        for k in fx.all { #expect((fx.dm.blocks[Fx.cow(k)]?.zeroedHeader ?? 0) >= 4096, "COW released") }
+    }
+
+    @Test func anInvalidatedSetStaysInvalidAfterAReboot() throws {
+        let fx = try rebooted(header: COWBytes.invalidated)
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .invalid)
+        #expect(status.hint == "dmsnap discard s")
+        #expect(status.devices[0].reason == "the kernel invalidated the snapshot before the reboot (COW overflowed or failed)")
+        let merge = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(merge.refusal?.description.hasSuffix("it cannot be merged: use 'dmsnap discard s'") == true, "\(merge)")
+        let activate = attempt { () throws(DMSnapError) in try fx.manager.activate("s") }
+        #expect(activate.refusal?.description.hasSuffix("use 'dmsnap discard s'") == true, "\(activate)")
+        let recover = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+        #expect((try? recover.get())?.first?.hasSuffix("run 'dmsnap discard s'") == true, "\(recover)")
+        #expect(fx.mutations.isEmpty)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.isSuccess)
+        #expect(fx.store.sets.isEmpty)
+    }
+
+    /// In the same boot, a set whose snapshot another tool removed (original tables back, bases
+    /// gone) is lost, not inactive: forget drops it and leaves the COWs alone.
+    @Test func inTheSameBootAMissingBaseIsLost() throws {
+        let fx = try rebooted()
+        fx.dm.bootID = "boot-1"
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .lost)
+        #expect(status.hint == "dmsnap forget s")
+        #expect(status.devices[0].reason == "vg0-live runs its original table again: another tool removed the snapshot")
+        for refused in [attempt { () throws(DMSnapError) in try fx.manager.merge("s") },
+                        attempt { () throws(DMSnapError) in try fx.manager.discard("s") }] {
+            #expect(refused.refusal?.description.hasSuffix("run 'dmsnap forget s'") == true, "\(refused)")
+        }
+        let recover = attempt { () throws(DMSnapError) in try fx.manager.recover("s") }
+        #expect((try? recover.get())?.first?.hasSuffix("run 'dmsnap forget s'") == true, "\(recover)")
+        let notes = try attempt { () throws(DMSnapError) in try fx.manager.forget("s") }.get()
+        #expect(notes.contains("/dev/loop10 still holds vg0-live's changes made since take; it was not wiped (wipe its first chunk before reusing it)"))
+        #expect(fx.store.sets.isEmpty)
+        for k in fx.all { #expect(fx.dm.blocks[Fx.cow(k)]?.zeroedHeader == 4096, "forget never wipes a COW (only take's own wipe)") }
+    }
+}
+
+@Suite("Lost sets")
+struct LostSetTests {
+    /// Another tool reloads a live device (`dmsetup load` + `resume`): the set is lost, merge and
+    /// discard point to forget, forget removes the now unused base and leaves the COW.
+    @Test func aTableReplacedBehindDmsnapsBack() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        try #require(fx.take() != nil)
+        try fx.dm.load(Fx.live(1), table: mkTable("0 131072 error"))
+        try fx.dm.suspend(Fx.live(1), lockfs: true)
+        try fx.dm.resume(Fx.live(1))
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .lost)
+        #expect(status.devices.map(\.state) == [.active, .lost])
+        #expect(status.devices[1].reason?.hasPrefix("vg1-live runs a table dmsnap did not load: 0 131072 error") == true)
+        #expect(status.hint == "dmsnap forget s")
+        fx.dm.resetTrace()
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.refusal != nil)
+        #expect(fx.mutations.isEmpty)
+        // forget only drops what is unused: vg0's base still backs a running snapshot
+        let notes = try attempt { () throws(DMSnapError) in try fx.manager.forget("s") }.get()
+        #expect(notes.contains { $0.hasPrefix("vg0-live-dmsnap-base is still in use") })
+        #expect(fx.dm.device(Fx.base(1)) == nil, "the unused base is removed")
+        #expect(fx.dm.device(Fx.base(0)) != nil)
+        #expect(fx.store.sets.isEmpty)
+    }
+
+    @Test func forgetRefusesASetThatIsNotLost() throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take() != nil)
+        fx.dm.resetTrace()
+        let result = attempt { () throws(DMSnapError) in try fx.manager.forget("s") }
+        #expect(result.refusal?.description == "s: set is active, not lost; forget only drops a set whose devices another tool changed")
+        #expect(fx.mutations.isEmpty)
+    }
+}
+
+@Suite("A failed merge resumes")
+struct FailedMergeTests {
+    /// A merge stopped by an I/O error: status says merge-failed and points to merge; merge on a
+    /// mounted device says to unmount; once closed, merge swaps in the interim table (so the failed
+    /// target is destroyed, never handed over) and a fresh snapshot-merge, then finishes.
+    @Test func resumesThroughAnInterimTableOnceClosed() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        let pristine = fx.world
+        try #require(fx.take() != nil)
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        fx.dm.failedTargets = [Fx.live(0)]
+        // what the waiting merge sees when the kernel stops it
+        let set = try #require(fx.store.sets[mkSetName("s")])
+        var initial: [DeviceName: UInt64] = [:]
+        let waited = attempt { () throws(DMSnapError) in try fx.manager.mergeProgress(set, initial: &initial) }
+        guard case let .failure(.mergeFailed(message)) = waited else {
+            Issue.record("expected the merge to stop: \(waited)")
+            return
+        }
+        #expect(message.hasSuffix("once the COW works, unmount vg0-live and run 'dmsnap merge s' to resume it"))
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .mergeFailed)
+        #expect(status.hint == "dmsnap merge s")
+        fx.dm.resetTrace()
+        let mounted = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(mounted.refusal?.description.contains("unmount /mnt/0 (the failed target can only be replaced while the device is closed), then run 'dmsnap merge s'") == true,
+                "\(mounted)")
+        #expect(fx.mutations.isEmpty)
+        fx.dm.unmount(Fx.mountPoint(0))
+        // a COW that does not read back: refused, nothing changed
+        fx.dm.failWhen = { $0.hasPrefix("read \(Fx.cow(0))") }
+        let unreadable = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(unreadable.refusal?.description.hasPrefix("\(Fx.cow(0)): COW does not read back") == true, "\(unreadable)")
+        #expect(fx.mutations.isEmpty)
+        fx.dm.failWhen = nil
+        fx.dm.blocks[Fx.cow(0)]?.header = COWBytes.valid
+        let resumed = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        #expect(resumed.isSuccess, "\(resumed)")
+        let vg0 = fx.mutations.filter { $0.contains("vg0-live") && !$0.contains("base") }
+        #expect(Array(vg0.prefix(6)) == ["load vg0-live error", "suspend vg0-live nolockfs", "resume vg0-live",
+                                         "load vg0-live snapshot-merge", "suspend vg0-live nolockfs", "resume vg0-live"])
+        #expect(fx.world.devices.mapValues(\.live) == pristine.devices.mapValues(\.live))
+        #expect(fx.store.sets.isEmpty)
+        fx.expectSafe()
+    }
+
+    /// The fresh load fails (the COW is still bad): the device stays on the interim table, the
+    /// error says how to go on, and merge resumes from there once the COW works.
+    @Test func aFailedFreshLoadLeavesTheInterimTableAndResumesLater() throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take() != nil)
+        try #require(attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.isSuccess)
+        fx.dm.failedTargets = [Fx.live(0)]
+        fx.dm.blocks[Fx.cow(0)]?.header = COWBytes.valid
+        fx.dm.failWhen = { $0 == "load vg0-live snapshot-merge" }
+        let first = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        let e = try #require(first.executionError, "\(first)")
+        #expect(e.committed)
+        #expect(e.next == "dmsnap merge s")
+        #expect(fx.dm.device(Fx.live(0))?.live == Planner.interimTable(fx.store.sets[mkSetName("s")]!.members[0]))
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .mergeFailed && status.devices[0].reason?.contains("interim error table") == true)
+        fx.dm.failWhen = nil
+        fx.dm.resetTrace()
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        #expect(!fx.mutations.contains("load vg0-live error"), "from the interim table, only the fresh load")
+        #expect(fx.dm.device(Fx.live(0))?.live == Fx.original(0))
+        #expect(fx.store.sets.isEmpty)
+    }
+}
