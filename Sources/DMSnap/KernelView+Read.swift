@@ -7,7 +7,11 @@ extension KernelView {
                             probePaths: [String] = [], scope: Scope = .all) throws(DMSnapError) -> KernelView {
         var view = KernelView(privileged: kernel.isPrivileged, bootID: kernel.bootID)
         guard view.privileged else { return view }
-        do { view.sets = try store.list() } catch { throw .from(error) }
+        do {
+            let scan = try store.scan()
+            view.sets = scan.sets
+            view.unreadable = scan.unreadable
+        } catch { throw .from(error) }
         do {
             try view.readKernel(kernel, paths: paths, probePaths: probePaths, scope: scope)
         } catch {
@@ -31,14 +35,38 @@ extension KernelView {
             }
         }
 
+        // Loops among the paths, and the loops their files live on: a COW must not live on a
+        // filesystem of the set. The devices those files are on are read too (what they stack on).
+        var fileSystemDevices: [DeviceNumber] = []
+        for case let .success(block) in blocks.values {
+            var number = block.number
+            for _ in 0..<8 {
+                guard loopBackings[number] == nil, let backing = kernel.loopBacking(of: number) else { break }
+                loopBackings[number] = backing
+                fileSystemDevices.append(backing.fileSystemDevice)
+                number = backing.fileSystemDevice
+            }
+        }
+
         var queue: [DeviceName]
         switch scope {
         case .all: queue = listed.map(\.name)
         case let .devices(names): queue = names.sorted()
         case .recordedSets: queue = Scope.names(of: sets).sorted()
         }
+        // dmsnap bases no readable set owns (by name, then by uuid): an unreadable or a deleted
+        // description. Looked for whenever every set is looked at, or their names are in scope.
+        let owned = Scope.names(of: sets)
+        for entry in listed where entry.name.value.hasSuffix(DMSnapNaming.baseSuffix) && !owned.contains(entry.name) {
+            if case let .devices(names) = scope, !names.contains(entry.name) { continue }
+            guard let info = try kernel.info(entry.name), let set = DMSnapNaming.set(ofBaseUUID: info.uuid) else { continue }
+            strayBases[entry.name] = set
+            queue.append(entry.name)
+            if let live = DMSnapNaming.live(ofBase: entry.name) { queue.append(live) }
+        }
         if case .all = scope {} else {
             for case let .success(block) in blocks.values { if let n = byNumber[block.number] { queue.append(n) } }
+            queue += fileSystemDevices.compactMap { byNumber[$0] }
         }
         var read: Set<DeviceName> = []
         while !queue.isEmpty {
@@ -51,6 +79,12 @@ extension KernelView {
             queue += deps.compactMap { byNumber[$0] }
         }
         mounts = try kernel.mounts()
+        // the COWs of stray sets, for rebuilding their descriptions
+        for base in strayBases.keys {
+            guard let live = DMSnapNaming.live(ofBase: base), let cow = devices[live]?.table?.targets.first?.params.snapshot?.cow.number,
+                  devicePaths[cow] == nil else { continue }
+            devicePaths[cow] = kernel.path(of: cow)
+        }
         // A member whose base is gone (after a reboot, say): its COW's header tells an inactive
         // set from an invalidated one. Never read a COW that is a suspended dm device.
         let looked: Set<DeviceName>? = switch scope {

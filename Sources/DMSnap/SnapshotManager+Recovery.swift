@@ -2,25 +2,64 @@ extension SnapshotManager {
     /// Brings sets a killed dmsnap left half-way to a consistent state: resumes suspended
     /// devices, then finishes or undoes the interrupted step, and thaws. Idempotent. Returns one
     /// line per set saying what it did.
+    /// A set whose description cannot be read, or was deleted, is rebuilt from the kernel first
+    /// (the unreadable file is kept under another name).
     public func recover(_ name: String? = nil) throws(DMSnapError) -> [String] {
         try requireRoot()
         let names: [String]
         if let name {
-            names = [try existing(name).name.value]
+            _ = try lookup(name)
+            names = [name]
         } else {
-            do { names = try store.list().map(\.name.value) } catch { throw .from(error) }
+            let v = try view(scope: .recordedSets)
+            names = (v.sets.map(\.name) + v.unreadable.map(\.name) + v.strayBases.values).map(\.value).uniqued()
         }
         var report: [String] = []
         for n in names {
-            let (line, needsMerge) = try locked { () throws(DMSnapError) -> (String, Bool) in try recoverLocked(n) }
+            let (lines, needsMerge) = try locked { () throws(DMSnapError) -> ([String], Bool) in try recoverLocked(n) }
             if needsMerge { try merge(n) }
-            report.append(line)
+            report += lines
         }
         return report
     }
 
-    func recoverLocked(_ name: String) throws(DMSnapError) -> (String, Bool) {
-        let set = try existing(name)
+    func recoverLocked(_ name: String) throws(DMSnapError) -> ([String], Bool) {
+        var lines: [String] = []
+        let set: SnapshotSet
+        switch try lookup(name) {
+        case let .recorded(recorded): set = recorded
+        case let .stray(setName, view):
+            guard let rebuilt = try rebuild(setName, view, into: &lines) else { return (lines, false) }
+            set = rebuilt
+        }
+        let (line, needsMerge) = try settle(set)
+        return (lines + [line], needsMerge)
+    }
+
+    /// Rebuilds the description of `name` from its devices in the kernel and records it. With no
+    /// devices left, an unreadable description is only moved aside (nothing else to recover).
+    func rebuild(_ name: SetName, _ view: KernelView, into lines: inout [String]) throws(DMSnapError) -> SnapshotSet? {
+        let bases = view.strayBases.filter { $0.value == name }.keys.sorted()
+        let unreadable = view.unreadable.first { $0.name == name }
+        var kept: String?
+        if unreadable != nil {
+            do { kept = try store.quarantine(name) } catch { throw .from(error) }
+        }
+        guard !bases.isEmpty else {
+            lines.append("set \(name): its description cannot be read and no device of it is left; the file was kept as \(kept ?? "?")")
+            return nil
+        }
+        let lives = bases.compactMap(DMSnapNaming.live(ofBase:))
+        let set = try plan { () throws(PlanError) in
+            try Planner.reconstruct(name, devices: lives, view: view, cowPaths: view.devicePaths)
+        }
+        do { try store.save(set) } catch { throw .from(error) }
+        let why = kept.map { "its description could not be read (kept as \($0))" } ?? "its description was gone"
+        lines.append("rebuilt set \(name) from the kernel (\(lives.count) device\(lives.count == 1 ? "" : "s")): \(why)")
+        return set
+    }
+
+    func settle(_ set: SnapshotSet) throws(DMSnapError) -> (String, Bool) {
         let v1 = try view(scope: .of([set]))
         let first = try plan { () throws(PlanError) in try Planner.resumeStage(set, view: v1) }
         try execute(first)
@@ -82,5 +121,13 @@ extension SnapshotManager {
             }
         }
         try execute(activation)
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each once.
+    func uniqued() -> [Element] {
+        var seen: Set<Element> = []
+        return filter { seen.insert($0).inserted }
     }
 }

@@ -99,13 +99,38 @@ public final class SnapshotManager {
 
     // MARK: status
 
+    /// Every set (recorded ones, then those whose description cannot be read or is gone), or one.
     public func status(_ name: String? = nil) throws(DMSnapError) -> [SetStatus] {
         if let name {
-            let set = try existing(name)
-            return [SetStatus.of(set, view: try view(scope: .of([set])))]
+            switch try lookup(name) {
+            case let .recorded(set): return [SetStatus.of(set, view: try view(scope: .of([set])))]
+            case let .stray(_, view): return SetStatus.strays(view).filter { $0.name == name }
+            }
         }
         let view = try view(scope: .recordedSets)
-        return view.sets.map { SetStatus.of($0, view: view) }
+        return (view.sets.map { SetStatus.of($0, view: view) } + SetStatus.strays(view)).sorted { $0.name < $1.name }
+    }
+
+    /// A set by name: its description, or (unreadable or deleted) what the kernel shows of it.
+    enum Lookup {
+        case recorded(SnapshotSet)
+        case stray(SetName, KernelView)
+    }
+
+    func lookup(_ name: String) throws(DMSnapError) -> Lookup {
+        let setName: SetName
+        do { setName = try SetName(name) } catch { throw .refused(PlanError("", error.description)) }
+        try requireRoot()
+        do {
+            if let set = try store.load(setName) { return .recorded(set) }
+        } catch where error.kind.isCorrupt {
+            return .stray(setName, try view(scope: .all))
+        } catch {
+            throw .from(error)
+        }
+        let v = try view(scope: .all)
+        guard v.strayBases.values.contains(setName) else { throw .refused(PlanError(setName.value, "no such snapshot set")) }
+        return .stray(setName, v)
     }
 }
 

@@ -24,6 +24,24 @@ extension LinuxKernel: BlockDeviceControl {
         }
     }
 
+    public func path(of number: DeviceNumber) -> String? {
+        if let name = try? Syscalls.readFile("/sys/dev/block/\(number)/dm/name").trimmingWhitespace(), !name.isEmpty {
+            return "/dev/mapper/\(name)"
+        }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let len = readlink("/sys/dev/block/\(number)", &buf, buf.count - 1)
+        guard len > 0 else { return nil }
+        let target = String(decoding: buf[0..<len].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return target.split(separator: "/").last.map { "/dev/\($0)" }
+    }
+
+    public func loopBacking(of number: DeviceNumber) -> LoopBacking? {
+        guard let file = try? Syscalls.readFile("/sys/dev/block/\(number)/loop/backing_file").trimmingWhitespace(),
+              !file.isEmpty, let st = try? FilePath(file).stat() else { return nil }
+        let dev = UInt64(st.deviceID.rawValue)
+        return LoopBacking(file: file, fileSystemDevice: DeviceNumber(major: cdm_major(dev), minor: cdm_minor(dev)))
+    }
+
     public func isClaimed(_ path: String) throws(KernelError) -> Bool {
         // O_EXCL on a block device fails with EBUSY while it is mounted or held by another device.
         do {

@@ -38,6 +38,12 @@ public protocol DeviceMapperControl: AnyObject {
 public protocol BlockDeviceControl: AnyObject {
     /// A block device's number and size; fails for anything that is not a block device.
     func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo
+    /// A path for the block device with this number (`/dev/mapper/NAME` for a dm device, else
+    /// `/dev/NAME` from sysfs); nil when there is none.
+    func path(of number: DeviceNumber) -> String?
+    /// For a loop device: its backing file and the device of the filesystem holding the file
+    /// (sysfs `loop/backing_file`, then stat); nil for anything else.
+    func loopBacking(of number: DeviceNumber) -> LoopBacking?
     /// True when someone else holds the device open exclusively (mounted, claimed by dm, …).
     func isClaimed(_ path: String) throws(KernelError) -> Bool
     /// The first filesystem / RAID / LVM / partition-table signature libblkid finds, if any.

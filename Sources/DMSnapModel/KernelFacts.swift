@@ -61,6 +61,16 @@ public struct MountEntry: Hashable, Sendable {
     }
 }
 
+/// A loop device's backing file and the device of the filesystem the file lives on.
+public struct LoopBacking: Hashable, Sendable {
+    public var file: String
+    public var fileSystemDevice: DeviceNumber
+    public init(file: String, fileSystemDevice: DeviceNumber) {
+        self.file = file
+        self.fileSystemDevice = fileSystemDevice
+    }
+}
+
 /// Why a path could not be looked up: the errno of the call that failed, or what was wrong.
 public struct LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
     public var errno: Errno?

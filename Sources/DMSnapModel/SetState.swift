@@ -19,6 +19,11 @@ public enum SetState: String, Codable, Hashable, Sendable, Comparable, CaseItera
     case invalid
     /// An I/O error stopped the merge.
     case mergeFailed = "merge-failed"
+    /// The set's description cannot be read: `dmsnap recover` rebuilds it from the kernel.
+    case unreadable
+    /// dmsnap devices in the kernel that no recorded set owns (the description was deleted):
+    /// `dmsnap recover` rebuilds it from the kernel.
+    case orphaned
 
     var severity: Int {
         switch self {
@@ -29,6 +34,8 @@ public enum SetState: String, Codable, Hashable, Sendable, Comparable, CaseItera
         case .lost: 4
         case .invalid: 5
         case .mergeFailed: 6
+        case .unreadable: 7
+        case .orphaned: 8
         }
     }
 

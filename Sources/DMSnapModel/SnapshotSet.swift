@@ -79,6 +79,18 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     }
 }
 
+/// A set description that does not parse: which set, which file, and why in one line.
+public struct UnreadableSet: Hashable, Sendable {
+    public var name: SetName
+    public var path: String
+    public var reason: String
+    public init(name: SetName, path: String, reason: String) {
+        self.name = name
+        self.path = path
+        self.reason = reason
+    }
+}
+
 /// dm uuids of the devices dmsnap creates all start with this.
 public enum DMSnapNaming {
     public static let uuidPrefix = "DMSNAP-"
@@ -90,5 +102,20 @@ public enum DMSnapNaming {
 
     public static func baseUUID(set: SetName, index: Int) -> String {
         "\(uuidPrefix)\(set.value)-base\(index)"
+    }
+
+    /// The set a base device's uuid names (`DMSNAP-SET-baseN`), nil for any other uuid.
+    public static func set(ofBaseUUID uuid: String) -> SetName? {
+        guard uuid.hasPrefix(uuidPrefix) else { return nil }
+        let rest = uuid.dropFirst(uuidPrefix.count)
+        let digits = rest.reversed().prefix(while: \.isNumber).count
+        guard digits > 0, rest.dropLast(digits).hasSuffix("-base") else { return nil }
+        return try? SetName(String(rest.dropLast(digits + 5)))
+    }
+
+    /// The live device a base was made for (`NAME-dmsnap-base` → `NAME`).
+    public static func live(ofBase base: DeviceName) -> DeviceName? {
+        guard base.value.hasSuffix(baseSuffix) else { return nil }
+        return try? DeviceName(String(base.value.dropLast(baseSuffix.count)))
     }
 }

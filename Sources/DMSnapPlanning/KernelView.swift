@@ -24,6 +24,15 @@ public struct KernelView: Sendable {
     public var signatures: [String: String]
     public var mounts: [MountEntry]
     public var sets: [SnapshotSet]
+    /// Loop devices among the looked-up paths (and the loops their files live on), by number.
+    public var loopBackings: [DeviceNumber: LoopBacking] = [:]
+    /// Set descriptions that cannot be read.
+    public var unreadable: [UnreadableSet] = []
+    /// dmsnap base devices (by their `DMSNAP-` uuid) that no readable recorded set owns, with
+    /// the set their uuid names: an unreadable set's, or an orphaned one's.
+    public var strayBases: [DeviceName: SetName] = [:]
+    /// Paths of device numbers the planner may need to name (COWs of sets rebuilt from the kernel).
+    public var devicePaths: [DeviceNumber: String] = [:]
     /// This boot of the kernel (`/proc/sys/kernel/random/boot_id`).
     public var bootID: String?
     /// The first bytes of the COW of every set member whose base device is gone (read to tell

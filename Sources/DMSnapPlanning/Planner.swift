@@ -138,9 +138,35 @@ public enum Planner {
                 cowSize: cow.size))
         }
 
+        try refuseRecursion(members, view)
         var set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
         set.bootID = view.bootID
         return (set, takePlan(set, view: view))
+    }
+
+    /// A COW whose writes would land on a device of the set wedges the kernel in the freeze
+    /// window (the loop worker waits on the frozen filesystem while the thaw waits on the loop,
+    /// KERNEL.md): refuse a COW stacked on a member, or a loop over a file on a filesystem of the
+    /// set (on a member, or on a device stacked on one, through any number of loops).
+    static func refuseRecursion(_ members: [SnapshotSet.Member], _ view: KernelView) throws(PlanError) {
+        let numbers = Set(members.map(\.number))
+        func onTheSet(_ n: DeviceNumber) -> SnapshotSet.Member? {
+            members.first { $0.number == n || view.underlying(n).contains($0.number) }
+        }
+        for m in members {
+            // (a COW that is a member itself is refused earlier)
+            if !numbers.contains(m.cowNumber), let owner = onTheSet(m.cowNumber) {
+                throw PlanError(m.cow, "COW is stacked on \(owner.device), a device of the set: writes to the snapshot would go into the snapshot")
+            }
+            var n = m.cowNumber
+            for _ in 0..<8 {
+                guard let backing = view.loopBackings[n] else { break }
+                if let owner = onTheSet(backing.fileSystemDevice) {
+                    throw PlanError(m.cow, "COW is a loop over \(backing.file), on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
+                }
+                n = backing.fileSystemDevice
+            }
+        }
     }
 
     /// Bases are created and every table is loaded before the window; the window holds only

@@ -39,7 +39,8 @@ public struct SetStatus: Encodable, Hashable, Sendable {
 
     public var name: String
     public var state: SetState
-    public var created: Date
+    /// When the set was taken; nil when its description cannot be read.
+    public var created: Date?
     public var devices: [Device]
     /// The command that moves the set on from its state (nil when it is healthy: active or, for
     /// `merge --no-wait`, merging is what the user asked for). Never one that points back here.
@@ -99,7 +100,42 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         case .lost: "dmsnap forget \(name)"
         case .invalid: "dmsnap discard \(name)"
         case .mergeFailed: "dmsnap merge \(name)"
+        case .unreadable, .orphaned: "dmsnap recover \(name)"
         }
+    }
+}
+
+extension SetStatus {
+    /// Sets the kernel shows but no readable description has: unreadable ones (reported by name,
+    /// with the file and why) and orphaned ones (dmsnap devices whose description is gone).
+    public static func strays(_ view: KernelView) -> [SetStatus] {
+        var byName: [SetName: [DeviceName]] = [:]
+        for (base, set) in view.strayBases { byName[set, default: []].append(base) }
+        var out: [SetStatus] = []
+        for u in view.unreadable {
+            out.append(SetStatus(name: u.name.value, state: .unreadable, created: nil,
+                                 devices: devices(byName[u.name] ?? [], view, .unreadable, "\(u.path): \(u.reason)"),
+                                 hint: hint(.unreadable, u.name)))
+        }
+        let unreadable = Set(view.unreadable.map(\.name))
+        for name in byName.keys.sorted() where !unreadable.contains(name) {
+            out.append(SetStatus(name: name.value, state: .orphaned, created: nil,
+                                 devices: devices(byName[name]!, view, .orphaned, "no recorded set owns these dmsnap devices"),
+                                 hint: hint(.orphaned, name)))
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
+    static func devices(_ bases: [DeviceName], _ view: KernelView, _ state: SetState, _ reason: String) -> [Device] {
+        let rows = bases.sorted().map { base -> Device in
+            let live = DMSnapNaming.live(ofBase: base)
+            let p = live.flatMap { view.devices[$0]?.table?.targets.first?.params.snapshot }
+            let cow = p?.cow.number.map { view.devicePaths[$0] ?? $0.description } ?? "-"
+            return Device(device: live?.value ?? "-", base: base.value, cow: cow, chunkSectors: p?.chunk.value ?? 0,
+                          cowTotalSectors: 0, state: state, reason: reason)
+        }
+        // an unreadable set with no devices left still gets its row (the reason names the file)
+        return rows.isEmpty ? [Device(device: "-", base: "-", cow: "-", chunkSectors: 0, cowTotalSectors: 0, state: state, reason: reason)] : rows
     }
 }
 

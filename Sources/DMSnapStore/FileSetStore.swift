@@ -63,8 +63,8 @@ public final class FileSetStore: SetStore {
         return true
     }
 
-    public func list() throws(StoreError) -> [SnapshotSet] {
-        guard try checkDirectory(create: false) else { return [] }
+    public func scan() throws(StoreError) -> StoreScan {
+        guard try checkDirectory(create: false) else { return StoreScan(sets: []) }
         guard let dir = opendir(directory) else { throw StoreError(path: directory, .io(call: "opendir", errno: Errno(rawValue: errno))) }
         defer { closedir(dir) }
         var names: [SetName] = []
@@ -73,11 +73,24 @@ public final class FileSetStore: SetStore {
             guard file.hasSuffix(".json"), !file.hasPrefix("."), let name = try? SetName(String(file.dropLast(5))) else { continue }
             names.append(name)
         }
-        var sets: [SnapshotSet] = []
+        var scan = StoreScan(sets: [])
         for name in names.sorted() {
-            if let set = try load(name) { sets.append(set) }
+            do {
+                if let set = try load(name) { scan.sets.append(set) }
+            } catch {
+                guard case let .corrupt(why) = error.kind else { throw error }
+                scan.unreadable.append(UnreadableSet(name: name, path: path(name), reason: why))
+            }
         }
-        return sets
+        return scan
+    }
+
+    public func quarantine(_ name: SetName) throws(StoreError) -> String {
+        let from = path(name)
+        let to = "\(directory)/\(name.value).json.unreadable-\(Timestamp.string(Date()))"
+        try check("rename", from) { rename(from, to) }
+        syncDirectory()
+        return to
     }
 
     public func load(_ name: SetName) throws(StoreError) -> SnapshotSet? {
@@ -102,7 +115,7 @@ public final class FileSetStore: SetStore {
         do {
             return try Self.decoder.decode(SnapshotSet.self, from: Data(bytes))
         } catch {
-            throw StoreError(path: file, .corrupt("\(error)"))
+            throw StoreError(path: file, .corrupt(Self.oneLine(error, bytes: bytes.count)))
         }
     }
 
@@ -146,6 +159,22 @@ public final class FileSetStore: SetStore {
         guard let dfd = try? FileDescriptor.open(FilePath(directory), .readOnly, options: [.directory, .closeOnExec]) else { return }
         fsync(dfd.rawValue)
         try? dfd.close()
+    }
+
+    /// A decoding failure in one line for people (not the decoder's debug text).
+    static func oneLine(_ error: any Error, bytes: Int) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
+        }
+        if bytes == 0 { return "the file is empty" }
+        switch error as? DecodingError {
+        case let .keyNotFound(key, c)?: return "field '\(path(c.codingPath + [key]))' is missing"
+        case let .valueNotFound(_, c)?: return "field '\(path(c.codingPath))' has no value"
+        case let .typeMismatch(_, c)?: return "field '\(path(c.codingPath))' has the wrong type"
+        case let .dataCorrupted(c)? where !c.codingPath.isEmpty:
+            return "field '\(path(c.codingPath))' is not valid: \(c.debugDescription.split(separator: "\n").first ?? "")"
+        default: return "not a set description (the JSON is damaged or cut short)"
+        }
     }
 
     static let encoder: JSONEncoder = {

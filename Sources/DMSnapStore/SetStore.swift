@@ -8,11 +8,30 @@ import SystemPackage
 public protocol SetStore: AnyObject {
     /// Where the descriptions are, for messages and the commands that fix things by hand.
     var location: String { get }
-    func list() throws(StoreError) -> [SnapshotSet]
+    /// Every readable set, and every description that cannot be read (each reported, none
+    /// hiding the others).
+    func scan() throws(StoreError) -> StoreScan
     func load(_ name: SetName) throws(StoreError) -> SnapshotSet?
+    /// Moves an unreadable description aside (keeping it for the admin); returns where it went.
+    func quarantine(_ name: SetName) throws(StoreError) -> String
     /// Atomic: a reader sees the old or the new description, never a torn one.
     func save(_ set: SnapshotSet) throws(StoreError)
     func delete(_ name: SetName) throws(StoreError)
+}
+
+/// What the state directory holds.
+public struct StoreScan: Sendable {
+    public var sets: [SnapshotSet]
+    public var unreadable: [UnreadableSet]
+    public init(sets: [SnapshotSet], unreadable: [UnreadableSet] = []) {
+        self.sets = sets
+        self.unreadable = unreadable
+    }
+}
+
+extension SetStore {
+    /// The readable sets.
+    public func list() throws(StoreError) -> [SnapshotSet] { try scan().sets }
 }
 
 /// A failure of dmsnap's own state: an unsafe directory (refused before any change), an I/O
@@ -27,6 +46,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case corrupt(String)
         /// Injected by a test double.
         case injected
+
+        public var isCorrupt: Bool { if case .corrupt = self { true } else { false } }
     }
 
     public var path: String
@@ -41,7 +62,7 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         switch kind {
         case let .unsafe(why): why
         case let .io(call, errno): "\(call) failed: \(errno)"
-        case let .corrupt(why): "cannot parse set description: \(why)"
+        case let .corrupt(why): "set description cannot be read: \(why)"
         case .injected: "injected"
         }
     }

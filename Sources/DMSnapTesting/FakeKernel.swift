@@ -37,6 +37,8 @@ public final class FakeKernel: KernelControl {
     public private(set) var devices: [DeviceName: Device] = [:]
     public var blocks: [String: Block] = [:]
     public var blockNumbers: [String: DeviceNumber] = [:]
+    /// Loop devices over files: what `loopBacking(of:)` reports.
+    public var loopBackings: [DeviceNumber: LoopBacking] = [:]
     public var mountTable: [MountEntry] = []
     public private(set) var frozen: Set<String> = []
     /// Status text per device for snapshot targets; defaults to a fresh snapshot.
@@ -273,6 +275,13 @@ public final class FakeKernel: KernelControl {
         }
         throw KernelError(call: "stat", device: path, errno: .noSuchFileOrDirectory)
     }
+
+    public func path(of number: DeviceNumber) -> String? {
+        if let path = blockNumbers.first(where: { $0.value == number })?.key { return path }
+        return devices.first { $0.value.number == number }.map { $0.key.path }
+    }
+
+    public func loopBacking(of number: DeviceNumber) -> LoopBacking? { loopBackings[number] }
 
     public func isClaimed(_ path: String) throws(KernelError) -> Bool {
         try record("claimed \(path)", device: path, call: "open")

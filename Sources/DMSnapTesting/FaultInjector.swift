@@ -78,6 +78,8 @@ public final class FaultInjector: KernelControl {
         try inner.remove(name)
     }
     public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo { try inner.blockDevice(at: path) }
+    public func path(of number: DeviceNumber) -> String? { inner.path(of: number) }
+    public func loopBacking(of number: DeviceNumber) -> LoopBacking? { inner.loopBacking(of: number) }
     public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
     public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {

@@ -5,12 +5,28 @@ public final class MemorySetStore: SetStore {
     public var sets: [SetName: SnapshotSet] = [:]
     public var failSave: ((SnapshotSet) -> Bool)?
     public var failDelete = false
+    /// Descriptions that do not parse: name → why.
+    public var unreadable: [SetName: String] = [:]
+    /// Where `quarantine` moved them.
+    public var quarantined: [SetName] = []
     public init() {}
     public var location: String { "memory:" }
-    public func list() throws(StoreError) -> [SnapshotSet] { sets.values.sorted { $0.name < $1.name } }
-    public func load(_ name: SetName) throws(StoreError) -> SnapshotSet? { sets[name] }
+    public func scan() throws(StoreError) -> StoreScan {
+        StoreScan(sets: sets.values.sorted { $0.name < $1.name },
+                  unreadable: unreadable.keys.sorted().map { UnreadableSet(name: $0, path: "memory:\($0).json", reason: unreadable[$0]!) })
+    }
+    public func load(_ name: SetName) throws(StoreError) -> SnapshotSet? {
+        if let why = unreadable[name] { throw StoreError(path: "memory:\(name).json", .corrupt(why)) }
+        return sets[name]
+    }
+    public func quarantine(_ name: SetName) throws(StoreError) -> String {
+        unreadable[name] = nil
+        quarantined.append(name)
+        return "memory:\(name).json.unreadable"
+    }
     public func save(_ set: SnapshotSet) throws(StoreError) {
         if failSave?(set) ?? false { throw StoreError(path: "memory:\(set.name)", .injected) }
+        unreadable[set.name] = nil
         sets[set.name] = set
     }
     public func delete(_ name: SetName) throws(StoreError) {

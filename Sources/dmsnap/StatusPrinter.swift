@@ -10,7 +10,7 @@ enum StatusPrinter {
                     switch f {
                     case .set: s.name
                     case .setState: s.state.rawValue
-                    case .created: Timestamp.string(s.created)
+                    case .created: s.created.map(Timestamp.string) ?? "-"
                     case .device: d.device
                     case .base: d.base
                     case .cow: d.cow

@@ -210,3 +210,103 @@ struct FailedMergeTests {
         #expect(fx.store.sets.isEmpty)
     }
 }
+
+@Suite("Unreadable and orphaned descriptions")
+struct StrayTests {
+    /// One description is damaged: status lists the others and reports this one by name, file and
+    /// reason; recover rebuilds it from the kernel (the file is kept aside); then merge works.
+    @Test func anUnreadableDescriptionIsRebuiltFromTheKernel() throws {
+        let fx = SnapFixture(devices: 3)
+        try #require(fx.take("good", [0]) != nil)
+        let bad = try #require(fx.take("bad", [1, 2]))
+        fx.store.sets[bad.name] = nil
+        fx.store.unreadable[bad.name] = "not a set description (the JSON is damaged or cut short)"
+        let all = try attempt { () throws(DMSnapError) in try fx.manager.status() }.get()
+        #expect(all.map(\.name) == ["bad", "good"])
+        #expect(all[1].state == .active)
+        #expect(all[0].state == .unreadable && all[0].hint == "dmsnap recover bad" && all[0].created == nil)
+        #expect(all[0].devices.map(\.device) == ["vg1-live", "vg2-live"])
+        #expect(all[0].devices[0].reason == "memory:bad.json: not a set description (the JSON is damaged or cut short)")
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status("bad") }.get() == [all[0]])
+        fx.dm.resetTrace()
+        let report = try attempt { () throws(DMSnapError) in try fx.manager.recover("bad") }.get()
+        #expect(report == ["rebuilt set bad from the kernel (2 devices): its description could not be read (kept as memory:bad.json.unreadable)",
+                           "set bad is active"], "\(report)")
+        #expect(fx.store.quarantined == [bad.name])
+        let rebuilt = try #require(fx.store.sets[bad.name])
+        #expect(rebuilt.members.map(\.device) == bad.members.map(\.device))
+        #expect(rebuilt.members.map(\.cow) == bad.members.map(\.cow))
+        #expect(rebuilt.members.map(\.originalTable) == bad.members.map(\.originalTable))
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("bad") }.isSuccess)
+        for k in [1, 2] { #expect(fx.dm.device(Fx.live(k))?.live == Fx.original(k)) }
+        fx.expectSafe()
+    }
+
+    @Test func aDeletedDescriptionLeavesAnOrphanThatRecoverRebuilds() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        try #require(fx.take("gone") != nil)
+        fx.store.sets = [:]
+        let all = try attempt { () throws(DMSnapError) in try fx.manager.status() }.get()
+        #expect(all.map(\.state) == [.orphaned])
+        #expect(all[0].summary == "set gone is orphaned (vg0-live: no recorded set owns these dmsnap devices): run 'dmsnap recover gone'")
+        // recover with no name finds it too
+        let report = try attempt { () throws(DMSnapError) in try fx.manager.recover() }.get()
+        #expect(report == ["rebuilt set gone from the kernel (1 device): its description was gone", "set gone is active"])
+        fx.dm.unmount(Fx.mountPoint(0))
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.discard("gone") }.isSuccess)
+        #expect(fx.dm.device(Fx.live(0))?.live == Fx.original(0))
+        #expect(fx.store.sets.isEmpty)
+    }
+
+    @Test func anUnreadableDescriptionWithNoDevicesLeftIsMovedAside() throws {
+        let fx = SnapFixture(devices: 1)
+        fx.store.unreadable[mkSetName("old")] = "the file is empty"
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status("old") }.get()
+        #expect(status.first?.state == .unreadable)
+        let report = try attempt { () throws(DMSnapError) in try fx.manager.recover("old") }.get()
+        #expect(report == ["set old: its description cannot be read and no device of it is left; the file was kept as memory:old.json.unreadable"])
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status() }.get().isEmpty)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.status("old") }.refusal?.description == "old: no such snapshot set")
+    }
+}
+
+@Suite("A COW that recurses is refused")
+struct RecursionTests {
+    @Test func aLoopOverAFileOnAFilesystemOfTheSet() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        let loop = DeviceNumber(major: 7, minor: 40)
+        fx.dm.addBlock("/dev/loop40", number: loop, size: 65_536)
+        // its file lives on vg1-live's filesystem: a COW of vg0 there still writes into the set
+        fx.dm.loopBackings[loop] = LoopBacking(file: "/mnt/1/cow.img", fileSystemDevice: try #require(fx.dm.device(Fx.live(1))?.number))
+        let request = TakeRequest(set: "s", pairs: [(Fx.live(0).value, "/dev/loop40"), (Fx.live(1).value, Fx.cow(1))])
+        fx.dm.resetTrace()
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(request) }
+        #expect(result.refusal?.description == "/dev/loop40: COW is a loop over /mnt/1/cow.img, on a filesystem of the set (on vg1-live): writes to the snapshot would go into the snapshot")
+        #expect(fx.mutations.isEmpty)
+    }
+
+    @Test func throughALoopOnALoopAndADeviceStackedOnAMember() throws {
+        let fx = SnapFixture(devices: 1)
+        // an LV-like device on top of the member, a filesystem on it, a file there under a loop,
+        // a filesystem on that loop, and the COW a loop over a file there
+        let upper = mkName("vg0-lv")
+        let upperNumber = fx.dm.addDevice(upper, table: mkTable("0 2048 linear \(try #require(fx.dm.device(Fx.live(0))?.number)) 0"))
+        let inner = DeviceNumber(major: 7, minor: 41), outer = DeviceNumber(major: 7, minor: 42)
+        fx.dm.addBlock("/dev/loop41", number: inner, size: 65_536)
+        fx.dm.addBlock("/dev/loop42", number: outer, size: 65_536)
+        fx.dm.loopBackings[inner] = LoopBacking(file: "/srv/lv/inner.img", fileSystemDevice: upperNumber)
+        fx.dm.loopBackings[outer] = LoopBacking(file: "/srv/inner/cow.img", fileSystemDevice: inner)
+        let result = attempt { () throws(DMSnapError) in
+            try fx.manager.take(TakeRequest(set: "s", pairs: [(Fx.live(0).value, "/dev/loop42")]))
+        }
+        #expect(result.refusal?.description == "/dev/loop42: COW is a loop over /srv/lv/inner.img, on a filesystem of the set (on vg0-live): writes to the snapshot would go into the snapshot")
+        // a COW that is itself stacked on the member
+        let stacked = attempt { () throws(DMSnapError) in
+            try fx.manager.take(TakeRequest(set: "s", pairs: [(Fx.live(0).value, upper.path)]))
+        }
+        #expect(stacked.refusal?.description == "/dev/mapper/vg0-lv: COW is stacked on vg0-live, a device of the set: writes to the snapshot would go into the snapshot")
+        // a loop over a file elsewhere is fine
+        fx.dm.loopBackings[outer] = LoopBacking(file: "/var/cow.img", fileSystemDevice: DeviceNumber(major: 8, minor: 1))
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.take(TakeRequest(set: "s", pairs: [(Fx.live(0).value, "/dev/loop42")])) }.isSuccess)
+    }
+}

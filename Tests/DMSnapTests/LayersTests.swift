@@ -14,7 +14,8 @@ final class FailingStore: SetStore {
     let kind: StoreError.Kind
     init(_ kind: StoreError.Kind) { self.kind = kind }
     var location: String { "/var/lib/dmsnap-test" }
-    func list() throws(StoreError) -> [SnapshotSet] { throw StoreError(path: location, kind) }
+    func scan() throws(StoreError) -> StoreScan { throw StoreError(path: location, kind) }
+    func quarantine(_ name: SetName) throws(StoreError) -> String { throw StoreError(path: location, kind) }
     func load(_ name: SetName) throws(StoreError) -> SnapshotSet? { throw StoreError(path: "\(location)/\(name).json", kind) }
     func save(_ set: SnapshotSet) throws(StoreError) { throw StoreError(path: location, kind) }
     func delete(_ name: SetName) throws(StoreError) { throw StoreError(path: location, kind) }

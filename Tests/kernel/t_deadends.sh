@@ -169,3 +169,94 @@ test_table_replaced_behind_dmsnaps_back_is_lost() {
     assert_exit '!0' "the unused base is removed" -- dmsetup info "${live}-dmsnap-base"
     assert_eq "$(fx checksum "/dev/mapper/$live")" "$frozen" "the device's data changed"
 }
+
+# A description that cannot be read (garbage over it, or cut short) or that was deleted: status
+# still lists every other set, names this one with its file and one reason; recover rebuilds it
+# from the kernel (the bad file is kept aside); then merge or discard work, data intact.
+test_unreadable_or_deleted_descriptions_are_rebuilt() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b c=${T_PREFIX}c ma=$T_DIR/ma mb=$T_DIR/mb mc=$T_DIR/mc ca cb cc sa sb frozen_c
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
+    fx create "$c" 64M --fs ext4 --mount "$mc" >/dev/null
+    ca=$(fx cow "${T_PREFIX}ca" 16M)
+    cb=$(fx cow "${T_PREFIX}cb" 16M)
+    cc=$(fx cow "${T_PREFIX}cc" 16M)
+    assert_exit 0 "take s1" -- ds take s1 "$a=$ca"
+    assert_exit 0 "take s2" -- ds take s2 "$b=$cb"
+    assert_exit 0 "take s3" -- ds take s3 "$c=$cc"
+    head -c 2M /dev/urandom >"$ma/x"
+    head -c 2M /dev/urandom >"$mb/x"
+    sync
+    sa=$(fx checksum "$ma")
+    sb=$(fx checksum "$mb")
+    frozen_c=$(fx checksum "$(base_of "$c")")
+    # garbage over s2's description, s1's cut short, s3's deleted
+    head -c 300 /dev/urandom >"$DMSNAP_STATE_DIR/s2.json"
+    truncate -s 100 "$DMSNAP_STATE_DIR/s1.json"
+    rm "$DMSNAP_STATE_DIR/s3.json"
+    assert_exit 0 "status lists every set" -- ds status --json
+    printf '%s' "$T_OUT" >"$T_DIR/all.json"
+    assert_eq "$(json "$T_DIR/all.json" '[(s["name"], s["state"], s.get("hint")) for s in d["sets"]]')" \
+        "[('s1', 'unreadable', 'dmsnap recover s1'), ('s2', 'unreadable', 'dmsnap recover s2'), ('s3', 'orphaned', 'dmsnap recover s3')]"
+    assert_contains "$(json "$T_DIR/all.json" 'd["sets"][1]["devices"][0]["reason"]')" "$DMSNAP_STATE_DIR/s2.json: "
+    assert_not_contains "$T_OUT" "DecodingError"
+    assert_exit 0 "status (text)" -- ds status
+    assert_contains "$T_OUT" "set s3 is orphaned"
+    assert_exit 0 "status of one unreadable set" -- ds status s2 -o set_state,device --noheadings
+    assert_eq "$(tr -s ' ' <<<"$T_OUT")" "unreadable $b"
+    # the way out: recover (one set by name; then every other one at once)
+    assert_exit 0 "recover s2" -- ds recover s2
+    assert_contains "$T_OUT" "rebuilt set s2 from the kernel (1 device): its description could not be read (kept as $DMSNAP_STATE_DIR/s2.json.unreadable-"
+    assert_exit 0 "recover the rest" -- ds recover
+    assert_contains "$T_OUT" "rebuilt set s1 from the kernel"
+    assert_contains "$T_OUT" "rebuilt set s3 from the kernel (1 device): its description was gone"
+    assert_eq "$(ls "$DMSNAP_STATE_DIR" | grep -c unreadable)" 2 "the unreadable files are not kept"
+    assert_exit 0 "merge s1" -- ds merge s1
+    assert_exit 0 "merge s2" -- ds merge s2
+    umount "$mc"
+    assert_exit 0 "discard s3" -- ds discard s3
+    assert_eq "$(fx checksum "$ma") $(fx checksum "$mb")" "$sa $sb" "data lost after rebuilding"
+    assert_eq "$(fx checksum "/dev/mapper/$c")" "$frozen_c" "s3 is not the frozen image after discard"
+    assert_exit 0 "no sets left" -- ds status --json
+    assert_eq "$(json <(printf '%s' "$T_OUT") 'len(d["sets"])')" 0
+}
+
+# A COW whose writes would land on the set itself wedges the kernel in the thaw: refused before
+# any change (a loop over a file on a member's filesystem, through a second loop too, and a COW
+# stacked on a member), one line, nothing changed, nothing hangs.
+test_a_cow_that_recurses_is_refused() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb inner loop1 loop2 stack=${T_PREFIX}stack before sum
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    fx create "$b" 64M --fs ext4 >/dev/null
+    head -c 2M /dev/urandom >"$ma/data"
+    sync
+    sum=$(sha256sum <"$ma/data")
+    truncate -s 16M "$ma/cow.img"
+    loop1=$(losetup -f --show "$ma/cow.img")
+    # a second level: a filesystem on that loop, a file there, a loop over it
+    truncate -s 32M "$ma/inner.img"
+    inner=$(losetup -f --show "$ma/inner.img")
+    mkfs.ext4 -q -F "$inner"
+    mkdir -p "$T_DIR/inner"
+    mount "$inner" "$T_DIR/inner"
+    truncate -s 16M "$T_DIR/inner/cow.img"
+    loop2=$(losetup -f --show "$T_DIR/inner/cow.img")
+    # a device stacked on b (unmounted)
+    dmsetup create "$stack" --table "0 32768 linear /dev/mapper/$b 65536"
+    before=$(kernel_state)
+    refused_line() {
+        assert_exit 3 "$1" -- ds take s1 "$2"
+        assert_eq "$(grep -c . <<<"$T_OUT")" 1 "$1: not one line: $T_OUT"
+        assert_contains "$T_OUT" "$3"
+        assert_eq "$(kernel_state)" "$before" "$1: kernel state changed"
+    }
+    refused_line "a loop over a file on the member's filesystem" "$a=$loop1" "COW is a loop over $ma/cow.img, on a filesystem of the set (on $a)"
+    refused_line "a loop over a file on a loop on the member" "$a=$loop2" "on a filesystem of the set (on $a)"
+    refused_line "a COW stacked on the member" "$b=/dev/mapper/$stack" "COW is stacked on $b, a device of the set"
+    timeout 5 touch "$ma/still-writable" || fail "the member's filesystem is frozen"
+    losetup -d "$loop2"
+    umount "$T_DIR/inner"
+    losetup -d "$inner" "$loop1"
+    dmsetup remove "$stack"
+    assert_eq "$(sha256sum <"$ma/data")" "$sum" "data changed"
+}
