@@ -45,3 +45,129 @@ int cdm_fithaw(int fd) { return ioctl(fd, FITHAW, 0); }
 int cdm_blkgetsize64(int fd, uint64_t *bytes) { return ioctl(fd, BLKGETSIZE64, bytes); }
 int cdm_blksszget(int fd, int *bytes) { return ioctl(fd, BLKSSZGET, bytes); }
 int cdm_syncfs(int fd) { return syncfs(fd); }
+
+/* ---- the window guardian ------------------------------------------------------------------
+ * A child forked before a plan's freeze window. The parent writes one byte per event on a pipe:
+ * 'o' the window opens, 'c' it closed, 'q' done (the child exits). If the pipe reaches EOF while
+ * the window is open (the parent died, SIGKILL included), the child finishes the window: it
+ * resumes every suspended device (swapping in the table the parent loaded: that only rolls a step
+ * forward) and, once any device was suspended or switched, also suspends and resumes the ones
+ * still waiting with a loaded table, then thaws every filesystem. It uses raw ioctls and no
+ * allocation, so it is safe to run in a forked child of any process. Recover settles the rest.
+ */
+#include <fcntl.h>
+#include <linux/dm-ioctl.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+static int g_dm_ioctl(int control, unsigned long cmd, const char *name, uint32_t flags, uint32_t *out_flags)
+{
+    struct dm_ioctl io;
+    memset(&io, 0, sizeof io);
+    io.version[0] = DM_VERSION_MAJOR;
+    io.data_size = sizeof io;
+    io.data_start = sizeof io;
+    io.flags = flags;
+    strncpy(io.name, name, sizeof io.name - 1);
+    int rc;
+    do { rc = ioctl(control, cmd, &io); } while (rc < 0 && errno == EINTR);
+    if (rc == 0 && out_flags) *out_flags = io.flags;
+    return rc;
+}
+
+static void g_finish_window(int control, const char *const *names, const int *lockfs, int n,
+                            const int *mount_fds, int nm)
+{
+    uint32_t flags[64];
+    int moved = 0;
+    if (n > 64) n = 64;
+    for (int i = 0; i < n; i++) {
+        flags[i] = 0;
+        if (g_dm_ioctl(control, DM_DEV_STATUS, names[i], 0, &flags[i]) != 0) flags[i] = 0;
+        if ((flags[i] & DM_SUSPEND_FLAG) || !(flags[i] & DM_INACTIVE_PRESENT_FLAG)) moved = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (flags[i] & DM_SUSPEND_FLAG) {
+            g_dm_ioctl(control, DM_DEV_SUSPEND, names[i], 0, 0);
+        } else if (moved && (flags[i] & DM_INACTIVE_PRESENT_FLAG)) {
+            if (g_dm_ioctl(control, DM_DEV_SUSPEND, names[i], DM_SUSPEND_FLAG | (lockfs[i] ? 0 : DM_SKIP_LOCKFS_FLAG), 0) == 0)
+                g_dm_ioctl(control, DM_DEV_SUSPEND, names[i], 0, 0);
+        }
+    }
+    for (int i = 0; i < nm; i++) {
+        int rc;
+        do { rc = ioctl(mount_fds[i], FITHAW, 0); } while (rc < 0 && errno == EINTR);
+    }
+}
+
+int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
+                       int *out_fd, int *out_pid)
+{
+    int control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) { close(control); return -1; }
+    pid_t pid = fork();
+    if (pid < 0) { close(p[0]); close(p[1]); close(control); return -1; }
+    if (pid == 0) {
+        /* the child: its own session (no terminal signals), deaf to the usual ones */
+        close(p[1]);
+        setsid();
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        close(0); close(1); close(2);
+        int open_window = 0;
+        for (;;) {
+            char c;
+            ssize_t r = read(p[0], &c, 1);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                if (open_window) g_finish_window(control, names, lockfs, n, mount_fds, nm);
+                _exit(0);
+            }
+            if (c == 'o') open_window = 1;
+            else if (c == 'c') open_window = 0;
+            else if (c == 'q') _exit(0);
+        }
+    }
+    close(p[0]);
+    close(control);
+    *out_fd = p[1];
+    *out_pid = (int)pid;
+    return 0;
+}
+
+void cdm_guardian_signal(int fd, char event)
+{
+    ssize_t r;
+    do { r = write(fd, &event, 1); } while (r < 0 && errno == EINTR);
+}
+
+void cdm_guardian_stop(int fd, int pid)
+{
+    cdm_guardian_signal(fd, 'q');
+    close(fd);
+    int status;
+    while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
+}
+
+/* ---- SIGINT / SIGTERM as a flag ------------------------------------------------------------ */
+static volatile sig_atomic_t g_signal;
+
+static void g_on_signal(int sig) { if (!g_signal) g_signal = sig; }
+
+void cdm_signals_catch(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = g_on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, 0);
+    sigaction(SIGTERM, &sa, 0);
+}
+
+int cdm_signal_pending(void) { return g_signal; }

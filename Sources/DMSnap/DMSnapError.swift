@@ -11,6 +11,8 @@ public enum DMSnapError: Error, CustomStringConvertible {
     case store(StoreError)
     /// The kernel reported a failed merge.
     case mergeFailed(String)
+    /// SIGINT or SIGTERM stopped the command while it waited; the message says how to go on.
+    case interrupted(signal: Int32, String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum DMSnapError: Error, CustomStringConvertible {
         case let .kernel(e): e.description
         case let .store(e): e.description
         case let .mergeFailed(s): s
+        case let .interrupted(_, s): s
         }
     }
 

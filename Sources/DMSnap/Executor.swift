@@ -1,15 +1,49 @@
 import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Hands a value to another thread that uses it while this one waits (the executor's kernel to a
+/// freeze's thread).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+extension Action {
+    /// A step that can leave something suspended or frozen.
+    var opensWindow: Bool {
+        switch self {
+        case .suspend, .freeze: true
+        default: false
+        }
+    }
+}
 
 /// Why one step failed: the kernel call (with its errno) or the state store.
 public enum StepFailure: Error, Hashable, Sendable, CustomStringConvertible {
     case kernel(KernelError)
     case store(StoreError)
+    /// SIGINT or SIGTERM arrived before the step (the plan had not committed).
+    case interrupted(signal: Int32)
 
     public var description: String {
         switch self {
         case let .kernel(e): e.description
         case let .store(e): e.description
+        case let .interrupted(signal): "interrupted by \(signalName(signal))"
         }
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, or `signal N`.
+public func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: "SIGINT"
+    case SIGTERM: "SIGTERM"
+    default: "signal \(signal)"
     }
 }
 
@@ -66,6 +100,15 @@ public final class Executor {
     public let kernel: any KernelControl
     public let store: any SetStore
     public var logger: Logger
+    /// How long the freezes of one plan may take together (nil: no limit). A filesystem that is
+    /// not frozen by then (a device under it slow or stuck) fails the plan, which is rolled back:
+    /// the others are thawed at once, the late one as soon as its freeze returns.
+    public var freezeTimeout: Duration?
+    /// Asked before every step: a signal that asks the command to stop (SIGINT, SIGTERM). Before
+    /// the point of no return the plan is rolled back; after it, the plan finishes.
+    public var interruption: (() -> Int32?)?
+    private var freezeDeadline: timespec?
+    private var lateFreezes: [(String, TimedCall)] = []
 
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
@@ -79,9 +122,33 @@ public final class Executor {
     }
 
     public func run(_ plan: Plan) throws(ExecutionError) {
+        // A plan that suspends or freezes runs under a window guardian: if this process dies
+        // while anything is suspended or frozen, the guardian resumes and thaws.
+        let guardian: (any WindowGuard)?
+        do { guardian = try startGuardian(for: plan) } catch {
+            // Nothing was done yet: reported against the first step that needed the guardian.
+            let step = plan.steps.first(where: \.action.opensWindow)!.action
+            throw ExecutionError(step: step, cause: .kernel(error), committed: false, leftovers: [], stateDirectory: store.location)
+        }
+        defer { guardian?.stop() }
+        freezeDeadline = nil
+        defer { thawLateFreezes() }
         var pending: [Pending] = []
         var committed = plan.commitIndex < 0
+        var windowOpen = false
+        func holdsWindow() -> Bool {
+            pending.contains { switch $0.action { case .suspend, .freeze: true; default: false } }
+        }
         for (index, step) in plan.steps.enumerated() {
+            if !committed, let signal = interruption?() {
+                let leftovers = rollback(pending, onlySafety: false)
+                throw ExecutionError(step: step.action, cause: .interrupted(signal: signal), committed: false,
+                                     leftovers: leftovers, stateDirectory: store.location)
+            }
+            if !windowOpen, step.action.opensWindow {
+                guardian?.windowOpens()
+                windowOpen = true
+            }
             do {
                 try perform(step.action)
             } catch where step.warning != nil && committed {
@@ -100,7 +167,59 @@ public final class Executor {
             }
             pending.append(Pending(action: step.action, undo: step.undo))
             if index == plan.commitIndex { committed = true }
+            if windowOpen, !holdsWindow() {
+                guardian?.windowCloses()
+                windowOpen = false
+            }
         }
+    }
+
+    /// FIFREEZE, within what is left of the plan's freeze deadline.
+    func freeze(_ mountPoint: String) throws(KernelError) {
+        guard let timeout = freezeTimeout else { return try kernel.freeze(mountPoint) }
+        let deadline = freezeDeadline ?? TimedCall.deadline(after: timeout)
+        freezeDeadline = deadline
+        let kernel = UncheckedSendable(kernel)
+        let call = TimedCall { () throws(KernelError) in try kernel.value.freeze(mountPoint) }
+        guard call.start() else { return try kernel.value.freeze(mountPoint) }
+        if let result = call.wait(until: deadline) { return try result.get() }
+        lateFreezes.append((mountPoint, call))
+        let seconds = timeout.components.seconds
+        let shown = timeout.components.attoseconds == 0 ? "\(seconds) s" : "\(Double(seconds) + Double(timeout.components.attoseconds) / 1e18) s"
+        throw KernelError(call: "freeze", device: mountPoint, errno: nil,
+                          detail: "did not freeze within \(shown) (a device under it is slow or stuck)")
+    }
+
+    /// A freeze that missed the deadline still runs in the kernel; once it returns, the
+    /// filesystem is frozen: thaw it (never leave a filesystem frozen).
+    private func thawLateFreezes() {
+        for (mountPoint, call) in lateFreezes {
+            logger.warning("\(mountPoint): waiting for its late freeze to return, to thaw it")
+            if case .success? = call.join() {
+                do { try kernel.thaw(mountPoint) } catch {
+                    logger.warning("\(mountPoint): cannot thaw after a late freeze (\(error)); run 'fsfreeze -u \(mountPoint)'")
+                }
+            }
+        }
+        lateFreezes = []
+    }
+
+    /// A guardian for the devices the plan suspends and the filesystems it freezes (nil when it
+    /// does neither).
+    func startGuardian(for plan: Plan) throws(KernelError) -> (any WindowGuard)? {
+        var devices: [(name: DeviceName, lockfs: Bool)] = []
+        var mountPoints: [String] = []
+        for step in plan.steps {
+            for action in [step.action] + step.undo {
+                switch action {
+                case let .suspend(name, lockfs) where !devices.contains(where: { $0.name == name }): devices.append((name, lockfs))
+                case let .freeze(mp) where !mountPoints.contains(mp): mountPoints.append(mp)
+                default: break
+                }
+            }
+        }
+        guard plan.steps.contains(where: \.action.opensWindow) else { return nil }
+        return try kernel.startGuardian(devices: devices, mountPoints: mountPoints)
     }
 
     /// Undoes in reverse. After the commit point only suspends and freezes are undone.
@@ -158,7 +277,7 @@ public final class Executor {
                 try kernel.wipeSignatures(path)
                 try kernel.zeroHeader(path, bytes: bytes)
             case let .syncFilesystem(mp): try kernel.syncFilesystem(mp)
-            case let .freeze(mp): try kernel.freeze(mp)
+            case let .freeze(mp): try freeze(mp)
             case let .thaw(mp): try kernel.thaw(mp)
             case let .thawIfFrozen(mp):
                 do { try kernel.thaw(mp) } catch where error.errno == .invalidArgument {}

@@ -54,6 +54,9 @@ extension SnapshotManager {
             let p = try mergeProgress(set, initial: &initial)
             progress(p)
             if p.done { break }
+            if let signal = interruption?() {
+                throw .interrupted(signal: signal, "interrupted by \(signalName(signal)) while waiting: the merge goes on in the kernel; run 'dmsnap merge \(set.name)' to wait for it and finish it")
+            }
             sleep(for: pollInterval)
         }
         try locked { () throws(DMSnapError) in

@@ -22,6 +22,12 @@ public final class SnapshotManager {
     public var lock: CommandLock?
     /// How long a changing command waits for another dmsnap to finish.
     public var lockWait: Double = 5
+    /// Asked between steps and between merge polls: a signal asking the command to stop. A plan
+    /// rolls back before its point of no return and finishes after it; a waiting merge stops
+    /// waiting (the kernel's merge goes on).
+    public var interruption: (() -> Int32?)? {
+        didSet { executor.interruption = interruption }
+    }
 
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
@@ -92,6 +98,8 @@ public final class SnapshotManager {
             let lookups = request.lookups
             let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            executor.freezeTimeout = request.freezeTimeout
+            defer { executor.freezeTimeout = nil }
             try execute(takePlan, for: set.name)
             return recordFingerprints(set.with(phase: .active))
         }

@@ -72,8 +72,26 @@ public protocol SystemControl: AnyObject {
     var bootID: String? { get }
 }
 
+/// The guardian of a freeze window: a process that outlives dmsnap and, if dmsnap dies while the
+/// window is open (SIGKILL included), resumes what is suspended and thaws what is frozen.
+public protocol WindowGuard: AnyObject {
+    /// Before the first suspend or freeze of the window.
+    func windowOpens()
+    /// Once nothing is suspended or frozen any more.
+    func windowCloses()
+    /// The plan is over: the guardian exits.
+    func stop()
+}
+
+/// Starting window guardians.
+public protocol GuardianControl: AnyObject {
+    /// A guardian for a window that suspends `devices` (with the plan's lockfs choice for each) and
+    /// freezes the filesystems at `mountPoints`.
+    func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard
+}
+
 /// Everything dmsnap asks of the kernel.
-public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & SystemControl
+public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & SystemControl & GuardianControl
 
 /// A failed kernel call: which call, on which device, and the errno the kernel gave.
 public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {

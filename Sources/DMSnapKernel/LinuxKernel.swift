@@ -31,4 +31,14 @@ public final class LinuxKernel {
     }
 
     public var isPrivileged: Bool { geteuid() == 0 }
+
+    /// From now on SIGINT and SIGTERM only raise a flag (`pendingSignal`): a command checks it
+    /// between its steps, rolls back or finishes, and says how it ended.
+    public static func catchInterrupts() { cdm_signals_catch() }
+
+    /// SIGINT or SIGTERM, if one arrived since `catchInterrupts`.
+    public static var pendingSignal: Int32? {
+        let s = cdm_signal_pending()
+        return s == 0 ? nil : s
+    }
 }

@@ -7,12 +7,19 @@ public struct TakeRequest: Hashable, Sendable {
     public var pairs: [(device: String, cow: String)]
     public var chunkSize: String?
     public var force: Bool
+    /// How long freezing every filesystem of the set may take; past it the take gives up, thaws
+    /// and rolls back (a filesystem over a slow or stuck device). nil: no limit.
+    public var freezeTimeout: Duration?
 
-    public init(set: String, pairs: [(device: String, cow: String)], chunkSize: String? = nil, force: Bool = false) {
+    public static let defaultFreezeTimeout: Duration = .seconds(10)
+
+    public init(set: String, pairs: [(device: String, cow: String)], chunkSize: String? = nil, force: Bool = false,
+                freezeTimeout: Duration? = TakeRequest.defaultFreezeTimeout) {
         self.set = set
         self.pairs = pairs
         self.chunkSize = chunkSize
         self.force = force
+        self.freezeTimeout = freezeTimeout
     }
 
     /// Parses `DEVICE=COW`.
@@ -24,7 +31,7 @@ public struct TakeRequest: Hashable, Sendable {
     }
 
     public static func == (a: TakeRequest, b: TakeRequest) -> Bool {
-        a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force
+        a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force && a.freezeTimeout == b.freezeTimeout
             && a.pairs.map { [$0.device, $0.cow] } == b.pairs.map { [$0.device, $0.cow] }
     }
     public func hash(into h: inout Hasher) {

@@ -283,6 +283,28 @@ public final class FakeKernel: KernelControl {
 
     public func loopBacking(of number: DeviceNumber) -> LoopBacking? { loopBackings[number] }
 
+    /// Every guardian event, in order: `start vg0-live,vg1-live(nolockfs) /mnt/0`, `open`,
+    /// `close`, `stop`, each with the number of kernel calls made before it (`trace.count`).
+    public private(set) var guardianEvents: [(event: String, at: Int)] = []
+
+    final class FakeGuard: WindowGuard {
+        let kernel: FakeKernel
+        init(_ kernel: FakeKernel) { self.kernel = kernel }
+        func windowOpens() { kernel.guardianEvents.append(("open", kernel.trace.count)) }
+        func windowCloses() { kernel.guardianEvents.append(("close", kernel.trace.count)) }
+        func stop() { kernel.guardianEvents.append(("stop", kernel.trace.count)) }
+    }
+
+    /// Makes starting a guardian fail (it is not a kernel call, so it is not in `trace`).
+    public var failGuardian = false
+
+    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard {
+        if failGuardian { throw KernelError(call: "start window guardian", device: "dmsnap", errno: .resourceTemporarilyUnavailable) }
+        guardianEvents.append(("start \(devices.map { "\($0.name)\($0.lockfs ? "" : "(nolockfs)")" }.joined(separator: ",")) \(mountPoints.joined(separator: ","))",
+                               trace.count))
+        return FakeGuard(self)
+    }
+
     public func isClaimed(_ path: String) throws(KernelError) -> Bool {
         try record("claimed \(path)", device: path, call: "open")
         let n: DeviceNumber

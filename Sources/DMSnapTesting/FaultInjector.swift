@@ -13,6 +13,8 @@ public final class FaultInjector: KernelControl {
     public enum Mode: Sendable, Equatable {
         case fail(Int)
         case kill(Int)
+        /// Sends the process this signal just before the N-th changing call (the call still runs).
+        case signal(Int, Int32)
     }
 
     public let inner: any KernelControl
@@ -24,13 +26,15 @@ public final class FaultInjector: KernelControl {
         self.mode = mode
     }
 
-    /// Parses `fail:N` / `kill:N`.
+    /// Parses `fail:N`, `kill:N`, `int:N` (SIGINT) and `term:N` (SIGTERM).
     public static func mode(_ text: String) -> Mode? {
         let parts = text.split(separator: ":")
         guard parts.count == 2, let n = Int(parts[1]), n > 0 else { return nil }
         switch parts[0] {
         case "fail": return .fail(n)
         case "kill": return .kill(n)
+        case "int": return .signal(n, SIGINT)
+        case "term": return .signal(n, SIGTERM)
         default: return nil
         }
     }
@@ -42,6 +46,8 @@ public final class FaultInjector: KernelControl {
             throw KernelError(call: call, device: device, errno: .ioError, detail: "injected fault \(n)")
         case let .kill(n) where n == changingCalls:
             kill(getpid(), SIGKILL)
+        case let .signal(n, sig) where n == changingCalls:
+            kill(getpid(), sig)
         default: break
         }
     }
@@ -80,6 +86,9 @@ public final class FaultInjector: KernelControl {
     public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo { try inner.blockDevice(at: path) }
     public func path(of number: DeviceNumber) -> String? { inner.path(of: number) }
     public func loopBacking(of number: DeviceNumber) -> LoopBacking? { inner.loopBacking(of: number) }
+    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard {
+        try inner.startGuardian(devices: devices, mountPoints: mountPoints)
+    }
     public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
     public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {

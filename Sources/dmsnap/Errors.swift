@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import DMSnap
 
 /// dmsnap's exit statuses. Scripts rely on them: keep them stable.
@@ -8,6 +13,11 @@ enum ExitStatus: Int32 {
     case refused = 3
     case rolledBack = 4
     case rollbackIncomplete = 5
+    case interrupted = 130
+    case terminated = 143
+
+    /// 128 + the signal, as a shell reports it.
+    static func of(signal: Int32) -> ExitStatus { signal == SIGTERM ? .terminated : .interrupted }
 
     static let helpText = """
         Exit status:
@@ -17,6 +27,7 @@ enum ExitStatus: Int32 {
           3  refused: bad input or state; nothing was changed
           4  failed, and everything this run changed was rolled back
           5  failed, and rollback was incomplete: the message lists what is left and how to fix it
+          130, 143  interrupted by SIGINT, SIGTERM: rolled back, or (a waiting merge) how to finish
         """
 }
 
@@ -33,7 +44,9 @@ extension CLIError {
         case let .refused(e):
             self.init(message: e.description, status: .refused)
         case let .failed(e):
-            if e.rollbackIncomplete {
+            if case let .interrupted(signal) = e.cause, !e.rollbackIncomplete {
+                self.init(message: e.description, status: .of(signal: signal))
+            } else if e.rollbackIncomplete {
                 var lines = [e.description, "state left behind; to fix it by hand, run:"]
                 lines += e.fixCommands.map { "  \($0)" }
                 self.init(message: lines.joined(separator: "\n"), status: .rollbackIncomplete)
@@ -48,6 +61,8 @@ extension CLIError {
             self.init(message: e.description, status: .failed)
         case let .mergeFailed(s):
             self.init(message: s, status: .failed)
+        case let .interrupted(signal, s):
+            self.init(message: s, status: .of(signal: signal))
         }
     }
 }

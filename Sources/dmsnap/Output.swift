@@ -8,6 +8,11 @@ import Musl
 #endif
 
 enum Output {
+    static func warning(_ message: String) {
+        CLILog.flush()
+        writeStandardError("dmsnap: warning: \(message)\n")
+    }
+
     static func error(_ message: String) {
         CLILog.flush()
         writeStandardError("dmsnap: \(message)\n")

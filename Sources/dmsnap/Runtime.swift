@@ -23,5 +23,8 @@ func makeManager(lockWait: Double = 5) -> SnapshotManager {
     let manager = SnapshotManager(kernel: kernel, store: FileSetStore(), logger: Logger(label: CLILog.label))
     manager.lock = CommandLock()
     manager.lockWait = lockWait
+    // SIGINT / SIGTERM: roll back (or finish past the point of no return), never die half-way
+    LinuxKernel.catchInterrupts()
+    manager.interruption = { LinuxKernel.pendingSignal }
     return manager
 }

@@ -15,8 +15,15 @@ struct Take: ParsableCommand {
     @Argument(help: ArgumentHelp("DEVICE=COW pairs.", valueName: "DEVICE=COW")) var pairs: [DevicePair] = []
     @Option(help: "COW chunk size, a power of two from 4k to 512k (default 4k).") var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
+    @Option(help: ArgumentHelp("Give up, thaw and roll back when freezing the set takes longer (default 10).",
+                               valueName: "seconds"))
+    var freezeTimeout: Double = 10
     @Flag(help: "Print the new set as JSON.") var json = false
     @OptionGroup var lock: LockOptions
+
+    func validate() throws {
+        guard freezeTimeout > 0, freezeTimeout.isFinite else { throw ValidationError("--freeze-timeout must be a number of seconds > 0") }
+    }
 
     func run() throws {
         var parsed: [(device: String, cow: String)] = []
@@ -26,9 +33,13 @@ struct Take: ParsableCommand {
         let manager = makeManager(lockWait: lock.waitLock)
         let started = ContinuousClock.now
         _ = try cli { () throws(DMSnapError) in
-            try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force))
+            try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,
+                                         freezeTimeout: .milliseconds(Int64((freezeTimeout * 1000).rounded()))))
         }
         let elapsed = ContinuousClock.now - started
+        if let signal = LinuxKernel.pendingSignal {
+            Output.warning("interrupted by \(signalName(signal)) after the point of no return: the take finished")
+        }
         let status = try cli { () throws(DMSnapError) in try manager.status(set) }
         if json {
             try Output.json(status[0])

@@ -2,6 +2,10 @@ import Foundation
 import Testing
 @testable import DMSnap
 import DMSnapTesting
+@testable import DMSnapCLI
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Every state a set can reach has a way out (issue 12), over the in-memory kernel.
 
@@ -308,5 +312,96 @@ struct RecursionTests {
         // a loop over a file elsewhere is fine
         fx.dm.loopBackings[outer] = LoopBacking(file: "/var/cow.img", fileSystemDevice: DeviceNumber(major: 8, minor: 1))
         #expect(attempt { () throws(DMSnapError) in try fx.manager.take(TakeRequest(set: "s", pairs: [(Fx.live(0).value, "/dev/loop42")])) }.isSuccess)
+    }
+}
+
+@Suite("The window guardian")
+struct GuardianTests {
+    /// The guardian starts before the plan, knows every device the window suspends and every
+    /// filesystem it freezes, is told the window opens right before the first freeze and closes
+    /// right after the last thaw, and stops at the end.
+    @Test func aTakeRunsUnderTheGuardianAroundItsWindow() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        fx.dm.resetTrace()
+        try #require(fx.take() != nil)
+        let e = fx.dm.guardianEvents
+        #expect(e.map(\.event) == ["start vg0-live(nolockfs),vg1-live(nolockfs) /mnt/0,/mnt/1", "open", "close", "stop"])
+        #expect(fx.dm.trace[e[1].at] == "freeze /mnt/0", "opens right before the first freeze")
+        #expect(fx.dm.trace[e[2].at - 1] == "thaw /mnt/1", "closes right after the last thaw")
+        #expect(fx.dm.trace[..<e[0].at].allSatisfy(Fx.isRead), "started before the first change")
+    }
+
+    @Test func aMergeOrDiscardWindowIsGuardedToo() throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take() != nil)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.isSuccess)
+        let e = fx.dm.guardianEvents.suffix(4)
+        #expect(e.map(\.event) == ["start vg0-live ", "open", "close", "stop"], "a discard suspends with lockfs and freezes nothing")
+        #expect(fx.dm.trace[e[e.startIndex + 1].at].hasPrefix("suspend vg0-live"))
+    }
+
+    @Test func noGuardianNoWindow() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        fx.dm.failGuardian = true
+        fx.dm.resetTrace()
+        let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+        let e = try #require(result.executionError, "\(result)")
+        #expect(e.rolledBack)
+        #expect(e.description.hasPrefix("freeze /mnt/0 failed: dmsnap: start window guardian failed: Resource temporarily unavailable"))
+        #expect(fx.mutations.isEmpty, "nothing was changed")
+        #expect(fx.store.sets.isEmpty)
+    }
+}
+
+@Suite("SIGINT and SIGTERM")
+struct InterruptTests {
+    /// A signal before the point of no return rolls the take back; after it, the take finishes.
+    @Test func aTakeRollsBackOrFinishes() throws {
+        let ref = SnapFixture(devices: 2, mounted: [0, 1])
+        let pristine = ref.world
+        try #require(ref.take() != nil)
+        let changes = ref.mutations.count
+        var outcomes: [String: Int] = [:]
+        for after in 0...changes {
+            let fx = SnapFixture(devices: 2, mounted: [0, 1])
+            fx.dm.resetTrace()
+            fx.manager.interruption = { fx.mutations.count >= after ? SIGTERM : nil }
+            let result = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+            fx.expectSafe("interrupted after \(after) changes")
+            switch result {
+            case .success:
+                for k in fx.all { #expect(fx.dm.device(Fx.live(k))?.live == fx.snapshotTable(k)) }
+                outcomes["finished", default: 0] += 1
+            case let .failure(.failed(e)):
+                #expect(e.cause == .interrupted(signal: SIGTERM), "\(e)")
+                #expect(e.rolledBack, "\(e)")
+                #expect(e.description.contains("interrupted by SIGTERM; everything was rolled back"))
+                #expect(fx.world.devices == pristine.devices && fx.store.sets.isEmpty, "after \(after)")
+                outcomes["rolled back", default: 0] += 1
+            case let .failure(other):
+                Issue.record("after \(after): \(other)")
+            }
+        }
+        #expect(outcomes["rolled back", default: 0] > 0 && outcomes["finished", default: 0] > 0, "\(outcomes)")
+    }
+
+    @Test func aWaitingMergeStopsWaitingAndSaysHowToFinish() throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take() != nil)
+        fx.dm.statusOverride[Fx.live(0)] = "400/65536 16"  // not done
+        // the signal arrives once the merge runs in the kernel
+        fx.manager.interruption = { fx.dm.device(Fx.live(0))?.live?.targets.first?.type == "snapshot-merge" ? SIGINT : nil }
+        let result = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+        guard case let .failure(.interrupted(signal, message)) = result else {
+            Issue.record("\(result)")
+            return
+        }
+        #expect(signal == SIGINT)
+        #expect(message == "interrupted by SIGINT while waiting: the merge goes on in the kernel; run 'dmsnap merge s' to wait for it and finish it")
+        #expect(CLIError(.interrupted(signal: SIGINT, message)).status.rawValue == 130)
+        fx.dm.statusOverride[Fx.live(0)] = nil
+        fx.manager.interruption = nil
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+        #expect(fx.store.sets.isEmpty)
     }
 }

@@ -260,3 +260,212 @@ test_a_cow_that_recurses_is_refused() {
     dmsetup remove "$stack"
     assert_eq "$(sha256sum <"$ma/data")" "$sum" "data changed"
 }
+
+# kill -9 at every step of the freeze window of a 2-device take (each freeze, suspend, resume and
+# thaw): without running any dmsnap command, within 2 s every filesystem accepts a write and no
+# device is suspended (the window guardian finished the window). Then recover settles the take
+# (finished or undone) and every byte is there.
+test_sigkill_in_the_window_thaws_without_dmsnap() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb n rc window=() sa sb i ok
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
+    ca=$(fx cow "${T_PREFIX}ca" 16M)
+    cb=$(fx cow "${T_PREFIX}cb" 16M)
+    head -c 1M /dev/urandom >"$ma/f"
+    head -c 1M /dev/urandom >"$mb/f"
+    sync
+    # which changing calls of a take are the window's (the fault hook counts them from 1)
+    assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$a=$ca" "$b=$cb"
+    mapfile -t calls < <(grep -oE 'trace: \+[0-9.]+ ms (create|load|clear|suspend|resume|remove|zero|sync|freeze|thaw|release)' <<<"$T_OUT" | awk '{print $4}')
+    for ((i = 0; i < ${#calls[@]}; i++)); do
+        [[ ${calls[i]} == freeze || ${calls[i]} == suspend || ${calls[i]} == resume || ${calls[i]} == thaw ]] && window+=($((i + 1)))
+    done
+    assert_eq "${#window[@]}" 8 "window calls of a 2-device take: ${calls[*]}"
+    umount "$ma" "$mb"
+    assert_exit 0 "discard ref" -- ds discard ref
+    mount "/dev/mapper/$a" "$ma"
+    mount "/dev/mapper/$b" "$mb"
+    sa=$(fx checksum "$ma")
+    sb=$(fx checksum "$mb")
+    for n in "${window[@]}"; do
+        rc=0
+        DMSNAP_TEST_FAULT=kill:$n "$DMSNAP_TEST" take s1 "$a=$ca" "$b=$cb" >"$T_DIR/out" 2>&1 || rc=$?
+        ((rc == 137)) || fail "kill:$n: expected SIGKILL (137), got $rc: $(cat "$T_DIR/out")"
+        # no dmsnap command from here until both are writable and nothing is suspended
+        ok=0
+        for ((i = 0; i < 20; i++)); do
+            if [[ -z $(dmsetup info -c --noheadings --separator ' ' -o name,suspended | awk '$2 != "Active"') ]] &&
+                timeout 1 touch "$ma/.w" && timeout 1 touch "$mb/.w"; then
+                ok=1
+                break
+            fi
+            sleep 0.1
+        done
+        ((ok)) || fail "kill:$n: after 2 s a filesystem is still frozen or a device suspended: $(dmsetup info -c --noheadings -o name,suspended)"
+        rm -f "$ma/.w" "$mb/.w"
+        log "kill:$n: thawed by the guardian; tables: $(dmsetup table "$a" | awk '{print $3}') $(dmsetup table "$b" | awk '{print $3}')"
+        assert_exit 0 "kill:$n: recover" -- ds recover s1
+        case "$(dmsetup table "$a" | awk '{print $3}') $(dmsetup table "$b" | awk '{print $3}')" in
+        "linear linear") assert_exit 3 "kill:$n: undone" -- ds status s1 ;;
+        "snapshot snapshot")
+            umount "$ma" "$mb"
+            assert_exit 0 "kill:$n: discard" -- ds discard s1
+            mount "/dev/mapper/$a" "$ma"
+            mount "/dev/mapper/$b" "$mb" ;;
+        *) fail "kill:$n: half a take after recover: $(dmsetup table)" ;;
+        esac
+        assert_eq "$(fx checksum "$ma") $(fx checksum "$mb")" "$sa $sb" "kill:$n: data changed"
+    done
+    echo "window kill points: ${window[*]}, all thawed without dmsnap, 0 bytes lost" >&2
+}
+
+# A filesystem that does not freeze in time (its device delays every write by 1.5 s: dm-delay): take
+# gives up after --freeze-timeout, thaws the others at once and the late one as soon as its
+# freeze returns, rolls back, and names the filesystem. Nothing changed, data intact.
+test_an_unbounded_freeze_window_is_cut_short() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb loop delay=${T_PREFIX}delay sectors sa sb t0 t1 before
+    modprobe dm-delay
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    loop=$(fx cow "${T_PREFIX}bdisk" 64M)
+    sectors=$(blockdev --getsz "$loop")
+    dmsetup create "$delay" --table "0 $sectors delay $loop 0 0 $loop 0 0 $loop 0 0"
+    dmsetup create "$b" --table "0 $sectors linear /dev/mapper/$delay 0"
+    mkfs.ext4 -q -F "/dev/mapper/$b"
+    mkdir -p "$mb"
+    mount "/dev/mapper/$b" "$mb"
+    ca=$(fx cow "${T_PREFIX}ca" 16M)
+    cb=$(fx cow "${T_PREFIX}cb" 16M)
+    head -c 1M /dev/urandom >"$ma/f"
+    head -c 1M /dev/urandom >"$mb/f"
+    sync
+    sa=$(fx checksum "$ma")
+    sb=$(fx checksum "$mb")
+    # from now on every write under b waits 1.5 s (flushes do not: the sync before the window is fast)
+    dmsetup load "$delay" --table "0 $sectors delay $loop 0 0 $loop 0 1500 $loop 0 0"
+    dmsetup suspend "$delay"
+    dmsetup resume "$delay"
+    before=$(kernel_state)
+    t0=$EPOCHREALTIME
+    local rc=0 pid
+    ds take s1 "$a=$ca" "$b=$cb" --freeze-timeout 1 >"$T_DIR/out" 2>&1 &
+    pid=$!
+    # past the timeout, while dmsnap still waits for b's late freeze, a is thawed already
+    sleep 3
+    kill -0 "$pid" 2>/dev/null || log "(the late freeze returned within 3 s)"
+    timeout 1 touch "$ma/.w" || fail "$ma is still frozen 2 s after the timeout"
+    wait "$pid" || rc=$?
+    t1=$EPOCHREALTIME
+    log "take: exit $rc after $(python3 -c "print(round($t1 - $t0, 2))") s: $(cat "$T_DIR/out")"
+    ((rc == 4)) || fail "take with a filesystem that freezes too slowly: exit $rc, expected 4 (rolled back)"
+    assert_contains "$(cat "$T_DIR/out")" "$mb: freeze failed: did not freeze within 1 s"
+    assert_contains "$(cat "$T_DIR/out")" "everything was rolled back"
+    timeout 2 touch "$mb/.w" || fail "$mb is still frozen"
+    rm -f "$ma/.w" "$mb/.w"
+    assert_eq "$(dmsetup info -c --noheadings --separator ' ' -o name,suspended | awk '$2 != "Active"')" "" "a device is suspended"
+    assert_eq "$(kernel_state)" "$before" "the kernel state changed"
+    assert_exit 3 "no set" -- ds status s1
+    dmsetup load "$delay" --table "0 $sectors delay $loop 0 0 $loop 0 0 $loop 0 0"
+    dmsetup suspend "$delay"
+    dmsetup resume "$delay"
+    sync
+    assert_eq "$(fx checksum "$ma") $(fx checksum "$mb")" "$sa $sb" "data changed"
+    umount "$mb"
+    dmsetup remove "$b" "$delay"
+}
+
+# SIGINT / SIGTERM at every changing call of a take (delivered just before it): the take rolls back
+# (exit 130 / 143, nothing left) or, past the point of no return, finishes (exit 0, one warning);
+# a waiting merge stops waiting, the kernel merge goes on, the message says how to finish.
+test_signals_roll_back_or_finish() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb n rc total sa sb sig code
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
+    ca=$(fx cow "${T_PREFIX}ca" 16M)
+    cb=$(fx cow "${T_PREFIX}cb" 16M)
+    head -c 1M /dev/urandom >"$ma/f"
+    sync
+    sa=$(fx checksum "$ma")
+    sb=$(fx checksum "$mb")
+    assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$a=$ca" "$b=$cb"
+    total=$(grep -cE 'trace: \+[0-9.]+ ms (create|load|clear|suspend|resume|remove|zero|sync|freeze|thaw) ' <<<"$T_OUT")
+    umount "$ma" "$mb"
+    assert_exit 0 "discard ref" -- ds discard ref
+    mount "/dev/mapper/$a" "$ma"
+    mount "/dev/mapper/$b" "$mb"
+    local rolled=0 finished=0
+    for ((n = 1; n <= total; n++)); do
+        if ((n % 2)); then sig=int code=130; else sig=term code=143; fi
+        rc=0
+        DMSNAP_TEST_FAULT=$sig:$n timeout 60 "$DMSNAP_TEST" take s1 "$a=$ca" "$b=$cb" >"$T_DIR/out" 2>&1 || rc=$?
+        log "$sig:$n -> exit $rc: $(head -c 200 "$T_DIR/out")"
+        assert_eq "$(dmsetup info -c --noheadings --separator ' ' -o name,suspended | awk '$2 != "Active"')" "" "$sig:$n: a device is suspended"
+        timeout 2 touch "$ma/.w" && timeout 2 touch "$mb/.w" || fail "$sig:$n: a filesystem is frozen"
+        rm -f "$ma/.w" "$mb/.w"
+        if ((rc == code)); then
+            grep -q "interrupted by SIG.*everything was rolled back" "$T_DIR/out" || fail "$sig:$n: message: $(cat "$T_DIR/out")"
+            assert_eq "$(dmsetup table "$a" | awk '{print $3}') $(dmsetup table "$b" | awk '{print $3}')" "linear linear" "$sig:$n: not rolled back"
+            assert_exit 3 "$sig:$n: no set" -- ds status s1
+            rolled=$((rolled + 1))
+        elif ((rc == 0)); then
+            grep -q "warning: interrupted by SIG.* after the point of no return: the take finished" "$T_DIR/out" || fail "$sig:$n: no warning: $(cat "$T_DIR/out")"
+            assert_exit 0 "$sig:$n: active" -- ds status s1 -o set_state --noheadings
+            assert_eq "$(tr -d ' ' <<<"$T_OUT" | sort -u)" active
+            umount "$ma" "$mb"
+            assert_exit 0 "$sig:$n: discard" -- ds discard s1
+            mount "/dev/mapper/$a" "$ma"
+            mount "/dev/mapper/$b" "$mb"
+            finished=$((finished + 1))
+        else
+            fail "$sig:$n: exit $rc: $(cat "$T_DIR/out")"
+        fi
+        assert_eq "$(fx checksum "$ma") $(fx checksum "$mb")" "$sa $sb" "$sig:$n: data changed"
+    done
+    ((rolled > 0 && finished > 0)) || fail "expected both outcomes: rolled back $rolled, finished $finished"
+    echo "signals at $total points: $rolled rolled back, $finished finished, 0 bytes lost" >&2
+}
+
+test_a_waiting_merge_stops_on_a_signal_and_the_merge_goes_on() {
+    local live=${T_PREFIX}live mnt=$T_DIR/mnt loop cowdev=${T_PREFIX}cowdev sectors sum pid rc sig code
+    modprobe dm-delay
+    fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
+    loop=$(fx cow "${T_PREFIX}cow" 32M)
+    sectors=$(blockdev --getsz "$loop")
+    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    head -c 8M /dev/urandom >"$mnt/data"
+    sync
+    for sig in INT TERM; do
+        [[ $sig == INT ]] && code=130 || code=143
+        assert_exit 0 "take" -- ds take s1 "$live=/dev/mapper/$cowdev"
+        python3 - "$mnt/data" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for i in range(0, 2048, 2):
+    os.pwrite(fd, os.urandom(4096), i * 4096)
+os.fsync(fd)
+os.close(fd)
+PY
+        sync
+        sum=$(fx checksum "$mnt")
+        # a slow COW, so the merge takes a while
+        dmsetup load "$cowdev" --table "0 $sectors delay $loop 0 20"
+        dmsetup suspend "$cowdev"
+        dmsetup resume "$cowdev"
+        rc=0
+        "$DMSNAP" merge s1 >"$T_DIR/out" 2>&1 &
+        pid=$!
+        sleep 1.5
+        kill -"$sig" "$pid"
+        wait "$pid" || rc=$?
+        log "merge, SIG$sig -> exit $rc: $(cat "$T_DIR/out")"
+        ((rc == code)) || fail "SIG$sig: merge exit $rc, expected $code: $(cat "$T_DIR/out")"
+        assert_contains "$(cat "$T_DIR/out")" "the merge goes on in the kernel; run 'dmsnap merge s1' to wait for it and finish it"
+        assert_eq "$(dmsetup table "$live" | awk '{print $3}')" snapshot-merge "SIG$sig: the kernel merge stopped"
+        dmsetup load "$cowdev" --table "0 $sectors linear $loop 0"
+        dmsetup suspend "$cowdev"
+        dmsetup resume "$cowdev"
+        assert_exit 0 "SIG$sig: merge finishes" -- ds merge s1
+        assert_eq "$(fx checksum "$mnt")" "$sum" "SIG$sig: data lost"
+    done
+    umount "$mnt"
+    dmsetup remove "$cowdev"
+}

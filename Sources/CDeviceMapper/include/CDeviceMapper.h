@@ -44,4 +44,20 @@ int cdm_blksszget(int fd, int *bytes);
 // syncfs(2) on an fd inside a filesystem.
 int cdm_syncfs(int fd);
 
+// The window guardian (shim.c): a forked child that finishes a freeze window and thaws if the
+// parent dies while the window is open. `names`/`lockfs` are the devices the window suspends,
+// `mount_fds` open directories of the filesystems it freezes. Returns 0 and the pipe's write end
+// and the child's pid, or -1 with errno.
+int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
+                       int *out_fd, int *out_pid);
+/// 'o' the window opens, 'c' it closed.
+void cdm_guardian_signal(int fd, char event);
+/// Tells the guardian to exit and reaps it.
+void cdm_guardian_stop(int fd, int pid);
+
+/// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
+void cdm_signals_catch(void);
+/// The first of them that arrived since `cdm_signals_catch`, or 0.
+int cdm_signal_pending(void);
+
 #endif
