@@ -176,9 +176,11 @@ extension Planner {
         }
     }
 
-    /// `forget`: drops a lost set. Removes each base that is still there and unused (a base is a
-    /// mapping of the original device: removing it loses no data), never touches the COWs (they
-    /// keep the changes made since take), and deletes the record. Only for a lost set.
+    /// `forget`: drops what another tool took away from a set. Each lost member leaves the set:
+    /// its base is removed when nothing uses it (a base is a mapping of the original device:
+    /// removing it loses no data), its COW is never touched (it keeps the changes made since
+    /// take). The members that still run their snapshot stay in the set (merge or discard them
+    /// as usual); with none left the record is deleted. Only for a lost set.
     public static func forget(_ set: SnapshotSet, view: KernelView) throws(PlanError) -> (Plan, [String]) {
         try requireRoot(view)
         let status = SetStatus.of(set, view: view)
@@ -189,7 +191,13 @@ extension Planner {
         }
         var steps: [Step] = []
         var notes: [String] = []
+        var kept = set
+        kept.members = []
         for m in set.members {
+            guard observe(m, in: set, view: view).state == .lost else {
+                kept.members.append(m)
+                continue
+            }
             if let base = view.devices[m.base] {
                 if base.info.openCount == 0 {
                     steps.append(Step(.remove(m.base), warning: "\(m.base): cannot remove the hidden base device; remove it with 'dmsetup remove \(m.base)'"))
@@ -199,7 +207,12 @@ extension Planner {
             }
             notes.append("\(m.cow) still holds \(m.device)'s changes made since take; it was not wiped (wipe its first chunk before reusing it)")
         }
-        steps.append(Step(.deleteState(set.name)))
+        if kept.members.isEmpty {
+            steps.append(Step(.deleteState(set.name)))
+        } else {
+            steps.append(Step(.save(kept)))
+            notes.append("set \(set.name) keeps \(kept.members.map(\.device.value).joined(separator: ", ")), still running its snapshot; merge or discard the set as usual")
+        }
         return (Plan(steps: steps, commitIndex: -1), notes)
     }
 

@@ -126,12 +126,14 @@ struct LostSetTests {
         fx.dm.resetTrace()
         #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.refusal != nil)
         #expect(fx.mutations.isEmpty)
-        // forget only drops what is unused: vg0's base still backs a running snapshot
+        // forget drops the lost member; vg0 still runs its snapshot and stays in the set
         let notes = try attempt { () throws(DMSnapError) in try fx.manager.forget("s") }.get()
-        #expect(notes.contains { $0.hasPrefix("vg0-live-dmsnap-base is still in use") })
+        #expect(notes == ["/dev/loop11 still holds vg1-live's changes made since take; it was not wiped (wipe its first chunk before reusing it)",
+                          "set s keeps vg0-live, still running its snapshot; merge or discard the set as usual"])
         #expect(fx.dm.device(Fx.base(1)) == nil, "the unused base is removed")
         #expect(fx.dm.device(Fx.base(0)) != nil)
-        #expect(fx.store.sets.isEmpty)
+        #expect(fx.store.sets[mkSetName("s")]?.members.map(\.device) == [Fx.live(0)])
+        #expect(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first?.state == .active)
     }
 
     @Test func forgetRefusesASetThatIsNotLost() throws {
@@ -403,5 +405,117 @@ struct InterruptTests {
         fx.manager.interruption = nil
         #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
         #expect(fx.store.sets.isEmpty)
+    }
+}
+
+/// Follows the printed way out of a state until the set is gone (merged, discarded or
+/// forgotten), doing what a refusal asks first (unmount). Fails on a hint that points back to a
+/// state already left through the same command, or after too many steps.
+@discardableResult
+func walk(_ fx: SnapFixture, _ name: String = "s", sourceLocation: SourceLocation = #_sourceLocation) -> [String] {
+    var path: [String] = []
+    var seen: Set<String> = []
+    for _ in 0..<8 {
+        guard case let .success(statuses) = attempt({ () throws(DMSnapError) in try fx.manager.status(name) }),
+              let status = statuses.first else { return path }  // gone
+        // active is healthy: the user's choice ends it; merge is what the walk picks
+        let command = status.hint ?? "dmsnap merge \(name)"
+        let step = "\(status.state.rawValue) → \(command)"
+        #expect(seen.insert(step).inserted, "the hints go in a circle: \(path + [step])", sourceLocation: sourceLocation)
+        path.append(step)
+        let verb = command.split(separator: " ")[1]
+        func run() -> Result<Void, DMSnapError> {
+            attempt { () throws(DMSnapError) in
+                switch verb {
+                case "merge": try fx.manager.merge(name)
+                case "discard": try fx.manager.discard(name)
+                case "activate": try fx.manager.activate(name)
+                case "recover": _ = try fx.manager.recover(name)
+                case "forget": _ = try fx.manager.forget(name)
+                default: Issue.record("unknown hint \(command)", sourceLocation: sourceLocation)
+                }
+            }
+        }
+        var result = run()
+        if let refusal = result.refusal, refusal.description.contains("unmount") || refusal.description.contains("mounted on") {
+            path.append("(unmount)")
+            for k in fx.all { fx.dm.unmount(Fx.mountPoint(k)) }
+            result = run()
+        }
+        if case let .failure(e) = result { Issue.record("\(command) after \(path): \(e)", sourceLocation: sourceLocation); return path }
+    }
+    Issue.record("no way out after \(path)", sourceLocation: sourceLocation)
+    return path
+}
+
+@Suite("Every state has a way out")
+struct WayOutTests {
+    typealias Scenario = (name: String, make: () throws -> SnapFixture)
+
+    static func taken(mounted: [Int] = [0, 1], _ change: (SnapFixture) throws -> Void = { _ in }) throws -> SnapFixture {
+        let fx = SnapFixture(devices: 2, mounted: Set(mounted))
+        try #require(fx.take() != nil)
+        try change(fx)
+        return fx
+    }
+
+    static let scenarios: [String] = [
+        "active", "merging", "merge-failed", "invalid", "inactive after a reboot", "invalid after a reboot", "lost",
+        "unreadable", "orphaned", "interrupted take", "interrupted merge finish", "interrupted discard",
+    ]
+
+    static func make(_ scenario: String) throws -> SnapFixture {
+        switch scenario {
+        case "active": return try taken()
+        case "merging": return try taken { fx in
+            _ = try attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.get()
+        }
+        case "merge-failed": return try taken { fx in
+            _ = try attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.get()
+            fx.dm.failedTargets = [Fx.live(0)]
+            for k in fx.all { fx.dm.blocks[Fx.cow(k)]?.header = COWBytes.valid }
+        }
+        case "invalid": return try taken { fx in fx.dm.statusOverride[Fx.live(1)] = "Invalid" }
+        case "inactive after a reboot": return try rebooted()
+        case "invalid after a reboot": return try rebooted(header: COWBytes.invalidated)
+        case "lost": return try taken { fx in
+            try fx.dm.load(Fx.live(1), table: mkTable("0 131072 error"))
+            try fx.dm.suspend(Fx.live(1), lockfs: true)
+            try fx.dm.resume(Fx.live(1))
+        }
+        case "unreadable": return try taken { fx in
+            fx.store.sets = [:]
+            fx.store.unreadable[mkSetName("s")] = "the file is empty"
+        }
+        case "orphaned": return try taken { fx in fx.store.sets = [:] }
+        case "interrupted take":
+            let fx = SnapFixture(devices: 2, mounted: [0, 1])
+            fx.dm.failWhen = { $0 == "thaw /mnt/1" }
+            _ = attempt { () throws(DMSnapError) in try fx.manager.take(fx.request()) }
+            fx.dm.failWhen = nil
+            return fx
+        case "interrupted merge finish": return try taken { fx in
+            fx.dm.failWhen = { $0 == "remove vg1-live-dmsnap-base" }
+            _ = attempt { () throws(DMSnapError) in try fx.manager.merge("s") }
+            fx.dm.failWhen = nil
+        }
+        case "interrupted discard": return try taken(mounted: []) { fx in
+            fx.dm.failWhen = { $0.hasPrefix("remove") }
+            _ = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
+            fx.dm.failWhen = nil
+        }
+        default: throw CancellationError()
+        }
+    }
+
+    @Test(arguments: scenarios)
+    func followingTheHintsEndsTheSet(_ scenario: String) throws {
+        let fx = try Self.make(scenario)
+        let state = try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first?.state
+        let path = walk(fx)
+        #expect(fx.store.sets.isEmpty && fx.store.unreadable.isEmpty, "\(scenario): still recorded after \(path)")
+        fx.expectSafe(scenario)
+        #expect(!fx.dm.devices.keys.contains { $0.value.hasSuffix("-dmsnap-base") }, "\(scenario): a base is left after \(path)")
+        print("way out of \(scenario) (\(state?.rawValue ?? "?")): \(path.joined(separator: ", "))")
     }
 }

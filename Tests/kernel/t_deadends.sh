@@ -469,3 +469,115 @@ PY
     umount "$mnt"
     dmsetup remove "$cowdev"
 }
+
+# walk SET: follow the hint `status --json` prints until the set is gone (merged, discarded,
+# forgotten), unmounting what a refusal asks to unmount; fails on a circle or after 8 steps.
+# Prints the path on stderr. Active (healthy, no hint) is ended by merge.
+walk() {
+    local set=$1 step state hint seen=' ' path='' i mp
+    for ((i = 0; i < 8; i++)); do
+        if ! ds status "$set" --json >"$T_DIR/walk.json" 2>"$T_DIR/walk.err"; then
+            grep -q "no such snapshot set" "$T_DIR/walk.err" || fail "walk $set: status failed: $(cat "$T_DIR/walk.err")"
+            log "walk $set:$path (gone)"
+            return 0
+        fi
+        state=$(json "$T_DIR/walk.json" 'd["state"]')
+        hint=$(json "$T_DIR/walk.json" 'd.get("hint") or "dmsnap merge " + d["name"]')
+        step="$state→${hint#dmsnap }"
+        [[ $seen != *" $step "* ]] || fail "walk $set: the hints go in a circle:$path $step"
+        seen+="$step "
+        path+=" $step"
+        [[ $hint == "dmsnap "* ]] || fail "walk $set: hint '$hint' is not a dmsnap command"
+        # shellcheck disable=SC2086 # the hint is a command line
+        if ! ds ${hint#dmsnap } >"$T_DIR/walk.out" 2>&1; then
+            if grep -qE "unmount|mounted on" "$T_DIR/walk.out"; then
+                path+=" (unmount)"
+                for mp in "${WALK_MOUNTS[@]}"; do ! mountpoint -q "$mp" || umount "$mp"; done
+                ds ${hint#dmsnap } >"$T_DIR/walk.out" 2>&1 || fail "walk $set:$path: $(cat "$T_DIR/walk.out")"
+            else
+                fail "walk $set:$path: $(cat "$T_DIR/walk.out")"
+            fi
+        fi
+    done
+    fail "walk $set: no way out after$path"
+}
+
+# Every state a set can reach in one boot, each left by following the printed hints; the data is
+# checked after (merged: every change; discarded: the frozen image). (inactive after a reboot:
+# the reboot test walks it.)
+test_every_state_has_a_way_out() {
+    local live=${T_PREFIX}live mnt=$T_DIR/mnt cow loop cowdev=${T_PREFIX}cowdev sectors state sum frozen n
+    modprobe dm-delay
+    fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
+    loop=$(fx cow "${T_PREFIX}cow" 32M)
+    sectors=$(blockdev --getsz "$loop")
+    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    cow=/dev/mapper/$cowdev
+    WALK_MOUNTS=("$mnt")
+    cow_set() {
+        dmsetup load "$cowdev" --table "0 $sectors $1"
+        dmsetup suspend "$cowdev"
+        dmsetup resume "$cowdev"
+    }
+    remount() { mountpoint -q "$mnt" || mount "/dev/mapper/$live" "$mnt"; }
+    change() {
+        head -c "${1:-2M}" /dev/urandom >"$mnt/change-$RANDOM"
+        sync
+    }
+    for state in merging invalid lost unreadable orphaned interrupted-take interrupted-merge interrupted-discard merge-failed; do
+        remount
+        assert_exit 0 "$state: take" -- ds take s1 "$live=$cow"
+        frozen=$(fx checksum "$(base_of "$live")")
+        change
+        case $state in
+        merging) assert_exit 0 "merge --no-wait" -- ds merge s1 --no-wait ;;
+        invalid) dd if=/dev/urandom of="$mnt/big" bs=1M count=40 conv=fsync status=none 2>/dev/null || true
+                 rm -f "$mnt/big" 2>/dev/null || true ;;
+        lost) umount "$mnt"
+              dmsetup load "$live" --table "$(dmsetup table "$(basename "$(base_of "$live")")")"
+              dmsetup suspend "$live"
+              dmsetup resume "$live" ;;
+        unreadable) head -c 100 /dev/urandom >"$DMSNAP_STATE_DIR/s1.json" ;;
+        orphaned) rm "$DMSNAP_STATE_DIR/s1.json" ;;
+        interrupted-take)
+            umount "$mnt"
+            assert_exit 0 "discard" -- ds discard s1
+            remount
+            frozen=$(fx checksum "/dev/mapper/$live")
+            DMSNAP_TEST_FAULT=kill:6 "$DMSNAP_TEST" take s1 "$live=$cow" >/dev/null 2>&1 || true ;;
+        interrupted-merge)
+            DMSNAP_TEST_FAULT=kill:8 "$DMSNAP_TEST" merge s1 >/dev/null 2>&1 || true ;;
+        interrupted-discard)
+            umount "$mnt"
+            DMSNAP_TEST_FAULT=kill:4 "$DMSNAP_TEST" discard s1 >/dev/null 2>&1 || true ;;
+        merge-failed)
+            python3 -c "
+import os; fd = os.open('$mnt/sparse', os.O_WRONLY | os.O_CREAT)
+[os.pwrite(fd, os.urandom(4096), i * 8192) for i in range(1024)]
+os.fsync(fd)"
+            sync
+            cow_set "delay $loop 0 40"
+            ds merge s1 --no-wait >/dev/null
+            sleep 0.5
+            cow_set "flakey $loop 0 0 1000"
+            ds merge s1 >/dev/null 2>&1 || true
+            cow_set "linear $loop 0" ;;
+        esac
+        sum=''
+        mountpoint -q "$mnt" && sum=$(fx checksum "$mnt")
+        assert_exit 0 "$state: status" -- ds status s1 --json
+        log "$state: status says $(json <(printf '%s' "$T_OUT") 'd["state"], d.get("hint")')"
+        walk s1
+        assert_eq "$(dmsetup table "$live" | awk '{print $3}')" linear "$state: the device does not run its original table"
+        assert_exit '!0' "$state: no base left" -- dmsetup info "${live}-dmsnap-base"
+        # the walk ends merged (every change) or discarded / forgotten (the frozen image)
+        if mountpoint -q "$mnt" || [[ $(fx checksum "/dev/mapper/$live") != "$frozen" ]]; then
+            remount
+            [[ -z $sum ]] || assert_eq "$(fx checksum "$mnt")" "$sum" "$state: neither every change nor the frozen image"
+        fi
+        remount
+        dd if=/dev/zero of="$cow" bs=4096 count=1 conv=fsync status=none
+    done
+    umount "$mnt"
+    dmsetup remove "$cowdev"
+}
