@@ -5,9 +5,9 @@ struct Activate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "After a reboot, rebuild a set on its re-created devices from the persistent COWs.",
         discussion: """
-            Recreate each live device with its original table first (your usual tools), and do not
-            mount it. dmsnap checks that each device's content is still what it was at take time,
-            then puts the snapshot back on top: the device shows every change again, and merge or
+            Recreate each live device with its original table first (your usual tools), and do not \
+            mount it. dmsnap checks that each device's content is still what it was at take time, \
+            then puts the snapshot back on top: the device shows every change again, and merge or \
             discard work as before. An interrupted merge continues.
             """
     )

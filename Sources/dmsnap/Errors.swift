@@ -21,13 +21,16 @@ enum ExitStatus: Int32 {
 
     static let helpText = """
         Exit status:
-          0  success
-          1  failed (unexpected error)
-          2  usage error (bad command line)
-          3  refused: bad input or state; nothing was changed
-          4  failed, and everything this run changed was rolled back
-          5  failed, and rollback was incomplete: the message lists what is left and how to fix it
-          130, 143  interrupted by SIGINT, SIGTERM: rolled back, or (a waiting merge) how to finish
+          0    success
+          1    failed (unexpected error; after the point of no return, the message
+               says what to run next)
+          2    usage error (bad command line)
+          3    refused: bad input or state; nothing was changed
+          4    failed, and everything this run changed was rolled back
+          5    failed, and rollback was incomplete: the message lists what is
+               left and how to fix it
+          130  interrupted by SIGINT (143: SIGTERM): rolled back, or, for a
+               waiting merge, how to finish it
         """
 }
 

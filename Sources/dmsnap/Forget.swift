@@ -5,8 +5,8 @@ struct Forget: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Drop a lost set: another tool replaced or removed what dmsnap had set up.",
         discussion: """
-            Only for a set that status reports as lost (a live table reloaded behind dmsnap's back,
-            a device removed). Removes the set's unused hidden base devices and its record; the COWs
+            Only for a set that status reports as lost (a live table reloaded behind dmsnap's back, \
+            a device removed). Removes the set's unused hidden base devices and its record; the COWs \
             are left as they are and keep the changes made since take.
             """
     )

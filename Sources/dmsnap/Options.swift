@@ -3,7 +3,7 @@ import DMSnap
 
 /// `--wait-lock`, shared by every changing command.
 struct LockOptions: ParsableArguments {
-    @Option(name: .customLong("wait-lock"), help: "Seconds to wait for another running dmsnap command (default 5).")
+    @Option(name: .customLong("wait-lock"), help: ArgumentHelp("Seconds to wait for another running dmsnap command.", valueName: "seconds"))
     var waitLock: Double = 5
 
     func validate() throws {
@@ -27,6 +27,8 @@ enum StatusField: String, CaseIterable, ExpressibleByArgument {
 
     static let defaults: [StatusField] = [.set, .device, .cow, .state, .usedPercent, .cowUsedSectors, .cowTotalSectors]
     static var names: String { allCases.map(\.rawValue).joined(separator: ",") }
+    /// For help texts: the same, with room to wrap.
+    static var wrappableNames: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
     /// `-o a,b,c`
     static func list(_ text: String) throws -> [StatusField] {

@@ -5,7 +5,7 @@ struct Recover: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Bring sets an interrupted dmsnap left half-way to a consistent state.",
         discussion: """
-            Thaws filesystems left frozen and resumes devices left suspended, then finishes or undoes
+            Thaws filesystems left frozen and resumes devices left suspended, then finishes or undoes \
             the interrupted take, finishes an interrupted merge or discard. Safe to run again.
             """
     )

@@ -4,7 +4,12 @@ import DMSnap
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show snapshot sets: state and COW usage per device.",
-        discussion: "Fields for -o: \(StatusField.names)"
+        discussion: """
+            Fields for -o: \(StatusField.wrappableNames)
+
+            A set that needs something says what and the command that moves it on \
+            (JSON: "hint").
+            """
     )
 
     @Argument(help: "A set name; all sets when omitted.") var set: String?

@@ -4,18 +4,23 @@ import DMSnap
 struct Take: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Snapshot a set of live devices in one freeze window.",
+        usage: """
+            dmsnap take <set> <DEVICE=COW>... [--chunk-size <size>] [--force]
+                   [--freeze-timeout <seconds>] [--json] [--wait-lock <seconds>]
+            """,
         discussion: """
-            Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts;
-            its writes go to COW (a block device) from now on. A hidden base device per DEVICE holds
+            Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts; \
+            its writes go to COW (a block device) from now on. A hidden base device per DEVICE holds \
             the frozen image. All devices are frozen together, so the set is consistent.
             """
     )
 
-    @Argument(help: "Name of the new set: [A-Za-z0-9._+-], 1–64 characters.") var set: String
+    @Argument(help: "Name of the new set: 1-64 of [A-Za-z0-9._+-].") var set: String
     @Argument(help: ArgumentHelp("DEVICE=COW pairs.", valueName: "DEVICE=COW")) var pairs: [DevicePair] = []
-    @Option(help: "COW chunk size, a power of two from 4k to 512k (default 4k).") var chunkSize: String?
+    @Option(help: ArgumentHelp("COW chunk size, a power of two from 4k to 512k (default: 4k).", valueName: "size"))
+    var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
-    @Option(help: ArgumentHelp("Give up, thaw and roll back when freezing the set takes longer (default 10).",
+    @Option(help: ArgumentHelp("Give up, thaw and roll back when freezing the set takes longer.",
                                valueName: "seconds"))
     var freezeTimeout: Double = 10
     @Flag(help: "Print the new set as JSON.") var json = false
