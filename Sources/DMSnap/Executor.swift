@@ -107,8 +107,7 @@ public final class Executor {
     /// Asked before every step: a signal that asks the command to stop (SIGINT, SIGTERM). Before
     /// the point of no return the plan is rolled back; after it, the plan finishes.
     public var interruption: (() -> Int32?)?
-    private var freezeDeadline: timespec?
-    private var lateFreezes: [(String, TimedCall)] = []
+    private var watchdog: FreezeWatchdog?
 
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
@@ -131,8 +130,12 @@ public final class Executor {
             throw ExecutionError(step: step, cause: .kernel(error), committed: false, leftovers: [], stateDirectory: store.location)
         }
         defer { guardian?.stop() }
-        freezeDeadline = nil
-        defer { thawLateFreezes() }
+        watchdog = startWatchdog(for: plan)
+        defer {
+            watchdog?.finish()
+            watchdog = nil
+        }
+        let lastFreeze = plan.steps.lastIndex { if case .freeze = $0.action { true } else { false } }
         var pending: [Pending] = []
         var committed = plan.commitIndex < 0
         var windowOpen = false
@@ -155,6 +158,9 @@ public final class Executor {
                 logger.warning("\(step.warning!) (\(error))")
                 continue
             } catch {
+                // Filesystems the freeze watchdog thawed are thawed already.
+                let thawed = watchdog?.thawed ?? []
+                pending.removeAll { if case let .freeze(mp) = $0.action { thawed.contains(mp) } else { false } }
                 let leftovers = rollback(pending, onlySafety: committed)
                 throw ExecutionError(step: step.action, cause: error, committed: committed, leftovers: leftovers,
                                      stateDirectory: store.location)
@@ -167,6 +173,7 @@ public final class Executor {
             }
             pending.append(Pending(action: step.action, undo: step.undo))
             if index == plan.commitIndex { committed = true }
+            if index == lastFreeze { watchdog?.freezesDone() }
             if windowOpen, !holdsWindow() {
                 guardian?.windowCloses()
                 windowOpen = false
@@ -174,34 +181,42 @@ public final class Executor {
         }
     }
 
-    /// FIFREEZE, within what is left of the plan's freeze deadline.
-    func freeze(_ mountPoint: String) throws(KernelError) {
-        guard let timeout = freezeTimeout else { return try kernel.freeze(mountPoint) }
-        let deadline = freezeDeadline ?? TimedCall.deadline(after: timeout)
-        freezeDeadline = deadline
+    /// A watchdog for the plan's freezes, when they are bounded (nil otherwise, or when no
+    /// thread can be made: then the freezes run unbounded, as the kernel allows).
+    func startWatchdog(for plan: Plan) -> FreezeWatchdog? {
+        guard let timeout = freezeTimeout, plan.steps.contains(where: { if case .freeze = $0.action { true } else { false } }) else {
+            return nil
+        }
         let kernel = UncheckedSendable(kernel)
-        let call = TimedCall { () throws(KernelError) in try kernel.value.freeze(mountPoint) }
-        guard call.start() else { return try kernel.value.freeze(mountPoint) }
-        if let result = call.wait(until: deadline) { return try result.get() }
-        lateFreezes.append((mountPoint, call))
-        let seconds = timeout.components.seconds
-        let shown = timeout.components.attoseconds == 0 ? "\(seconds) s" : "\(Double(seconds) + Double(timeout.components.attoseconds) / 1e18) s"
-        throw KernelError(call: "freeze", device: mountPoint, errno: nil,
-                          detail: "did not freeze within \(shown) (a device under it is slow or stuck)")
+        let logger = logger
+        let dog = FreezeWatchdog(timeout: timeout) { mp in
+            do { try kernel.value.thaw(mp) } catch { logger.warning("\(mp): cannot thaw after the freeze timeout (\(error))") }
+        }
+        guard dog.start() else {
+            logger.warning("cannot start the freeze watchdog: the freezes of this take are not bounded")
+            return nil
+        }
+        return dog
     }
 
-    /// A freeze that missed the deadline still runs in the kernel; once it returns, the
-    /// filesystem is frozen: thaw it (never leave a filesystem frozen).
-    private func thawLateFreezes() {
-        for (mountPoint, call) in lateFreezes {
-            logger.warning("\(mountPoint): waiting for its late freeze to return, to thaw it")
-            if case .success? = call.join() {
-                do { try kernel.thaw(mountPoint) } catch {
-                    logger.warning("\(mountPoint): cannot thaw after a late freeze (\(error)); run 'fsfreeze -u \(mountPoint)'")
-                }
-            }
+    /// FIFREEZE under the plan's freeze deadline.
+    func freeze(_ mountPoint: String) throws(KernelError) {
+        guard let dog = watchdog, let timeout = freezeTimeout else { return try kernel.freeze(mountPoint) }
+        func late() -> KernelError {
+            let s = timeout.components
+            let shown = s.attoseconds == 0 ? "\(s.seconds) s" : "\(Double(s.seconds) + Double(s.attoseconds) / 1e18) s"
+            return KernelError(call: "freeze", device: mountPoint, errno: nil,
+                               detail: "did not freeze within \(shown) (a device under it is slow or stuck)")
         }
-        lateFreezes = []
+        guard dog.willFreeze() else { throw late() }
+        try kernel.freeze(mountPoint)
+        guard dog.didFreeze(mountPoint) else {
+            // The deadline passed while this freeze ran: the others are thawed already.
+            do { try kernel.thaw(mountPoint) } catch {
+                logger.warning("\(mountPoint): cannot thaw after a late freeze (\(error)); run 'fsfreeze -u \(mountPoint)'")
+            }
+            throw late()
+        }
     }
 
     /// A guardian for the devices the plan suspends and the filesystems it freezes (nil when it
