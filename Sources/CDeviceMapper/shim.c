@@ -47,17 +47,20 @@ int cdm_blksszget(int fd, int *bytes) { return ioctl(fd, BLKSSZGET, bytes); }
 int cdm_syncfs(int fd) { return syncfs(fd); }
 
 /* ---- the window guardian ------------------------------------------------------------------
- * A child forked before a plan's freeze window. The parent writes one byte per event on a pipe:
- * 'o' the window opens, 'c' it closed, 'q' done (the child exits). If the pipe reaches EOF while
- * the window is open (the parent died, SIGKILL included), the child finishes the window: it
- * resumes every suspended device (swapping in the table the parent loaded: that only rolls a step
- * forward) and, once any device was suspended or switched, also suspends and resumes the ones
- * still waiting with a loaded table, then thaws every filesystem. It uses raw ioctls and no
+ * A child forked before a plan's freeze window. It blocks reading a pipe whose write end only the
+ * parent holds, so it wakes only when the parent is done ('q') or dead (EOF: the kernel closes
+ * the pipe when the parent dies, SIGKILL included). Whether the window is open is a word in
+ * memory shared with the parent, set without a system call, so the window never pays for the
+ * guardian. At EOF with the window open, the child finishes the window: it resumes every
+ * suspended device (swapping in the table the parent loaded: that only rolls a step forward)
+ * and, once any device was suspended or switched, also suspends and resumes the ones still
+ * waiting with a loaded table, then thaws every filesystem. It uses raw ioctls and no
  * allocation, so it is safe to run in a forked child of any process. Recover settles the rest.
  */
 #include <fcntl.h>
 #include <linux/dm-ioctl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -102,14 +105,17 @@ static void g_finish_window(int control, const char *const *names, const int *lo
 }
 
 int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
-                       int *out_fd, int *out_pid)
+                       int *out_fd, int *out_pid, volatile int **out_window)
 {
     int control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
     if (control < 0) return -1;
+    volatile int *window = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (window == MAP_FAILED) { close(control); return -1; }
+    *window = 0;
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) { close(control); return -1; }
+    if (pipe2(p, O_CLOEXEC) != 0) { munmap((void *)window, 4096); close(control); return -1; }
     pid_t pid = fork();
-    if (pid < 0) { close(p[0]); close(p[1]); close(control); return -1; }
+    if (pid < 0) { close(p[0]); close(p[1]); close(control); munmap((void *)window, 4096); return -1; }
     if (pid == 0) {
         /* the child: its own session (no terminal signals), deaf to the usual ones */
         close(p[1]);
@@ -119,39 +125,40 @@ int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const
         signal(SIGHUP, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
         close(0); close(1); close(2);
-        int open_window = 0;
         for (;;) {
             char c;
             ssize_t r = read(p[0], &c, 1);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) {
-                if (open_window) g_finish_window(control, names, lockfs, n, mount_fds, nm);
+                if (__atomic_load_n(window, __ATOMIC_SEQ_CST))
+                    g_finish_window(control, names, lockfs, n, mount_fds, nm);
                 _exit(0);
             }
-            if (c == 'o') open_window = 1;
-            else if (c == 'c') open_window = 0;
-            else if (c == 'q') _exit(0);
+            if (c == 'q') _exit(0);
         }
     }
     close(p[0]);
     close(control);
     *out_fd = p[1];
     *out_pid = (int)pid;
+    *out_window = window;
     return 0;
 }
 
-void cdm_guardian_signal(int fd, char event)
+void cdm_guardian_window(volatile int *window, int open)
 {
-    ssize_t r;
-    do { r = write(fd, &event, 1); } while (r < 0 && errno == EINTR);
+    __atomic_store_n(window, open, __ATOMIC_SEQ_CST);
 }
 
-void cdm_guardian_stop(int fd, int pid)
+void cdm_guardian_stop(int fd, int pid, volatile int *window)
 {
-    cdm_guardian_signal(fd, 'q');
+    char q = 'q';
+    ssize_t r;
+    do { r = write(fd, &q, 1); } while (r < 0 && errno == EINTR);
     close(fd);
     int status;
     while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
+    munmap((void *)window, 4096);
 }
 
 /* ---- SIGINT / SIGTERM as a flag ------------------------------------------------------------ */

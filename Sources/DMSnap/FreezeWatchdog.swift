@@ -9,7 +9,7 @@ import Musl
 /// then (a filesystem over a slow or stuck device), it thaws the filesystems already frozen at
 /// once, while the executor is still blocked in the late FIFREEZE (an ioctl cannot be cancelled);
 /// the executor thaws the late one when its freeze returns. In the normal path the window pays
-/// two uncontended lock round trips per freeze and one wake-up.
+/// two uncontended lock round trips per freeze and the wake-up of the first freeze's arming.
 final class FreezeWatchdog: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
@@ -109,11 +109,11 @@ final class FreezeWatchdog: @unchecked Sendable {
         }
     }
 
-    /// Done freezing, without waiting for the thread (it ends on its own; `finish` joins it).
+    /// Done freezing. The thread is not woken (that would cost a context switch inside the
+    /// window): it sees this at its deadline, or when `finish` wakes and joins it after the plan.
     func freezesDone() {
         pthread_mutex_lock(&mutex)
         finished = true
-        pthread_cond_signal(&cond)
         pthread_mutex_unlock(&mutex)
     }
 }

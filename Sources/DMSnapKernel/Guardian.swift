@@ -9,23 +9,25 @@ import Musl
 
 /// The window guardian as a forked child (shim.c `cdm_guardian_start`): it waits on a pipe; if
 /// the pipe closes while the window is open, dmsnap died in the window, and the child finishes
-/// it (resumes, thaws) with raw ioctls. The normal path costs one fork before the plan and a
-/// byte written on each side of the window.
+/// it (resumes, thaws) with raw ioctls. The normal path costs one fork before the plan; inside
+/// the window, a store to shared memory on each side.
 extension LinuxKernel: GuardianControl {
     final class ForkedGuard: WindowGuard {
         let fd: Int32
         let pid: Int32
+        let window: UnsafeMutablePointer<Int32>
         private var stopped = false
-        init(fd: Int32, pid: Int32) {
+        init(fd: Int32, pid: Int32, window: UnsafeMutablePointer<Int32>) {
             self.fd = fd
             self.pid = pid
+            self.window = window
         }
-        func windowOpens() { cdm_guardian_signal(fd, CChar(UInt8(ascii: "o"))) }
-        func windowCloses() { cdm_guardian_signal(fd, CChar(UInt8(ascii: "c"))) }
+        func windowOpens() { cdm_guardian_window(window, 1) }
+        func windowCloses() { cdm_guardian_window(window, 0) }
         func stop() {
             guard !stopped else { return }
             stopped = true
-            cdm_guardian_stop(fd, pid)
+            cdm_guardian_stop(fd, pid, window)
         }
         deinit { stop() }
     }
@@ -44,14 +46,16 @@ extension LinuxKernel: GuardianControl {
         let lockfs = devices.map { Int32($0.lockfs ? 1 : 0) }
         var fd: Int32 = -1
         var pid: Int32 = -1
+        var window: UnsafeMutablePointer<Int32>?
         let rc = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
             lockfs.withUnsafeBufferPointer { l in
                 fds.withUnsafeBufferPointer { m in
-                    cdm_guardian_start(names.baseAddress, l.baseAddress, Int32(devices.count), m.baseAddress, Int32(fds.count), &fd, &pid)
+                    cdm_guardian_start(names.baseAddress, l.baseAddress, Int32(devices.count), m.baseAddress, Int32(fds.count),
+                                       &fd, &pid, &window)
                 }
             }
         }
-        guard rc == 0 else { throw KernelError(call: "start window guardian", device: "dmsnap", errno: Errno(rawValue: errno)) }
-        return ForkedGuard(fd: fd, pid: pid)
+        guard rc == 0, let window else { throw KernelError(call: "start window guardian", device: "dmsnap", errno: Errno(rawValue: errno)) }
+        return ForkedGuard(fd: fd, pid: pid, window: window)
     }
 }

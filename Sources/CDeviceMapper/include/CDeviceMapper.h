@@ -46,14 +46,14 @@ int cdm_syncfs(int fd);
 
 // The window guardian (shim.c): a forked child that finishes a freeze window and thaws if the
 // parent dies while the window is open. `names`/`lockfs` are the devices the window suspends,
-// `mount_fds` open directories of the filesystems it freezes. Returns 0 and the pipe's write end
-// and the child's pid, or -1 with errno.
+// `mount_fds` open directories of the filesystems it freezes. Returns 0, the pipe's write end,
+// the child's pid and the shared window word, or -1 with errno.
 int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
-                       int *out_fd, int *out_pid);
-/// 'o' the window opens, 'c' it closed.
-void cdm_guardian_signal(int fd, char event);
-/// Tells the guardian to exit and reaps it.
-void cdm_guardian_stop(int fd, int pid);
+                       int *out_fd, int *out_pid, volatile int **out_window);
+/// Marks the window open (1) or closed (0): a store to shared memory, no system call.
+void cdm_guardian_window(volatile int *window, int open);
+/// Tells the guardian to exit, reaps it, unmaps the window word.
+void cdm_guardian_stop(int fd, int pid, volatile int *window);
 
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
