@@ -9,7 +9,7 @@ import Musl
 /// then (a filesystem over a slow or stuck device), it thaws the filesystems already frozen at
 /// once, while the executor is still blocked in the late FIFREEZE (an ioctl cannot be cancelled);
 /// the executor thaws the late one when its freeze returns. In the normal path the window pays
-/// two uncontended lock round trips per freeze and the wake-up of the first freeze's arming.
+/// two uncontended lock round trips per freeze, and no wake-up.
 final class FreezeWatchdog: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
@@ -54,36 +54,50 @@ final class FreezeWatchdog: @unchecked Sendable {
         return running
     }
 
+    /// Sleeps in steps of the timeout: first from when the plan started (the first freeze comes
+    /// later, so this never fires early), then until the real deadline once a freeze armed it.
+    /// Arming never wakes the thread: nothing but the deadline itself costs a context switch.
     private func watch() {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        while deadline == nil && !finished { pthread_cond_wait(&cond, &mutex) }
-        guard var until = deadline else { return }
+        var until = Self.now(plus: timeout)
         while !finished {
-            if pthread_cond_timedwait(&cond, &mutex, &until) == ETIMEDOUT, !finished {
-                fired = true
-                for mp in frozen.reversed() { thaw(mp) }
-                thawed = frozen
-                frozen = []
-                return
+            guard pthread_cond_timedwait(&cond, &mutex, &until) == ETIMEDOUT, !finished else { continue }
+            guard let armed = deadline else {
+                until = Self.now(plus: timeout)
+                continue
             }
+            if Self.compare(Self.now(plus: .zero), armed) < 0 {
+                until = armed
+                continue
+            }
+            fired = true
+            for mp in frozen.reversed() { thaw(mp) }
+            thawed = frozen
+            frozen = []
+            return
         }
+    }
+
+    static func now(plus d: Duration) -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let (s, atto) = d.components
+        var ns = Int(now.tv_nsec) + Int(atto / 1_000_000_000)
+        var sec = Int(now.tv_sec) + Int(s)
+        if ns >= 1_000_000_000 { sec += 1; ns -= 1_000_000_000 }
+        return timespec(tv_sec: sec, tv_nsec: ns)
+    }
+
+    static func compare(_ a: timespec, _ b: timespec) -> Int {
+        a.tv_sec != b.tv_sec ? (a.tv_sec < b.tv_sec ? -1 : 1) : (a.tv_nsec < b.tv_nsec ? -1 : a.tv_nsec > b.tv_nsec ? 1 : 0)
     }
 
     /// Before a freeze: arms the deadline at the first one. False when it already passed.
     func willFreeze() -> Bool {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        if deadline == nil {
-            var now = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &now)
-            let (s, atto) = timeout.components
-            var ns = Int(now.tv_nsec) + Int(atto / 1_000_000_000)
-            var sec = Int(now.tv_sec) + Int(s)
-            if ns >= 1_000_000_000 { sec += 1; ns -= 1_000_000_000 }
-            deadline = timespec(tv_sec: sec, tv_nsec: ns)
-            pthread_cond_signal(&cond)
-        }
+        if deadline == nil { deadline = Self.now(plus: timeout) }
         return !fired
     }
 
