@@ -180,6 +180,15 @@ final class SnapFixture {
         ["wipe", "zero"].contains(Fx.verb(line)) && all.contains { line.hasSuffix(Fx.cow($0)) || line.contains("\(Fx.cow($0)) ") }
     }
 
+    /// After a plan that ended although a COW could not be released: one warning says so, the
+    /// devices are as before the take, the set is gone.
+    func expectWarnedRelease(_ pristine: World, _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(warnings.all.count == 1 && warnings.all[0].contains("COW still carries a snapshot header"),
+                "\(context): \(warnings.all)", sourceLocation: sourceLocation)
+        #expect(world.devices == pristine.devices, "\(context)\n\(world)", sourceLocation: sourceLocation)
+        #expect(store.sets.isEmpty, "\(context)", sourceLocation: sourceLocation)
+    }
+
     /// Trace lines of calls that change something.
     var mutations: [String] { dm.trace.filter { !Fx.isRead($0) } }
 

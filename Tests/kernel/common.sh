@@ -67,3 +67,36 @@ umount_base_ro() {
 header_is_zero() {
     [[ $(head -c 4096 "$1" | tr -d '\0' | wc -c) == 0 ]]
 }
+
+# setup_two: two mounted ext4 devices D1, D2 (at M1, M2) with 1 MiB of data each, and two COWs
+# C1, C2 (16 MiB).
+setup_two() {
+    D1=${T_PREFIX}a D2=${T_PREFIX}b M1=$T_DIR/ma M2=$T_DIR/mb
+    fx create "$D1" 64M --fs ext4 --mount "$M1" >/dev/null
+    fx create "$D2" 64M --fs ext4 --mount "$M2" >/dev/null
+    C1=$(fx cow "${T_PREFIX}c1" 16M)
+    C2=$(fx cow "${T_PREFIX}c2" 16M)
+    head -c 1M /dev/urandom >"$M1/f"
+    head -c 1M /dev/urandom >"$M2/f"
+    sync
+}
+
+# set_table NAME TABLE: replace NAME's table (load, suspend, resume), e.g. to make a COW fail.
+set_table() {
+    dmsetup load "$1" --table "$2"
+    dmsetup suspend "$1"
+    dmsetup resume "$1"
+}
+
+# scatter_writes FILE: overwrite every other 4 KiB block of FILE's first 8 MiB (1024 chunks that
+# are not next to each other: a merge copies them one by one), then fsync.
+scatter_writes() {
+    python3 - "$1" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+for i in range(0, 2048, 2):
+    os.pwrite(fd, os.urandom(4096), i * 4096)
+os.fsync(fd)
+os.close(fd)
+PY
+}

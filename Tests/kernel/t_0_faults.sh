@@ -24,16 +24,6 @@ table_kind() { dmsetup table "$1" | awk '{print $3}'; }
 # table_kinds A B: "KIND KIND" in one call
 table_kinds() { dmsetup table | awk -v a="$1:" -v b="$2:" '$1 == a {x = $4} $1 == b {y = $4} END {print x, y}'; }
 
-setup_two() {
-    D1=${T_PREFIX}a D2=${T_PREFIX}b M1=$T_DIR/ma M2=$T_DIR/mb
-    fx create "$D1" 64M --fs ext4 --mount "$M1" >/dev/null
-    fx create "$D2" 64M --fs ext4 --mount "$M2" >/dev/null
-    C1=$(fx cow "${T_PREFIX}c1" 16M)
-    C2=$(fx cow "${T_PREFIX}c2" 16M)
-    head -c 1M /dev/urandom >"$M1/f"
-    head -c 1M /dev/urandom >"$M2/f"
-    sync
-}
 
 # wipe_cows: zero the first 4 KiB of both COWs (what a warning about an unreleased COW asks for)
 wipe_cows() {
@@ -337,9 +327,7 @@ test_cow_io_errors() {
     local frozen
     frozen=$(fx checksum "$(base_of "$live")")
     # from now on every I/O to the COW fails
-    dmsetup load "$flakey" --table "0 $sectors flakey $loop 0 0 1000"
-    dmsetup suspend "$flakey"
-    dmsetup resume "$flakey"
+    set_table "$flakey" "0 $sectors flakey $loop 0 0 1000"
     timeout 60 dd if=/dev/urandom of="$mnt/b" bs=1M count=4 conv=fsync status=none 2>/dev/null || true
     assert_exit 0 "status reports the failure" -- timeout 60 "$DMSNAP" status s1 -o state --noheadings
     assert_contains "$T_OUT" "invalid"

@@ -24,9 +24,7 @@ test_dead_cow_discard_finishes_with_a_warning() {
     sync
     umount "$mnt"
     # the disk dies
-    dmsetup load "$cowdev" --table "0 $sectors error"
-    dmsetup suspend "$cowdev"
-    dmsetup resume "$cowdev"
+    set_table "$cowdev" "0 $sectors error"
     assert_exit 0 "discard with a dead COW" -- ds discard s1
     assert_eq "$(grep -c . <<<"$T_OUT")" 2 "expected one warning and the result line: $T_OUT"
     assert_contains "$T_OUT" "dmsnap: warning: /dev/mapper/$cowdev: COW still carries a snapshot header; wipe its first chunk before reusing it"
@@ -91,23 +89,10 @@ test_failed_merge_resumes_once_the_cow_works() {
     head -c 8M /dev/urandom >"$mnt/data"
     sync
     assert_exit 0 "take" -- ds take s1 "$live=/dev/mapper/$cowdev"
-    # every other 4 KiB block of the file: 1024 chunks that are not next to each other, so the
-    # merge copies them one by one
-    python3 - "$mnt/data" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-for i in range(0, 2048, 2):
-    os.pwrite(fd, os.urandom(4096), i * 4096)
-os.fsync(fd)
-os.close(fd)
-PY
+    scatter_writes "$mnt/data"
     sync
     sum=$(fx checksum "$mnt")
-    cow_set() {
-        dmsetup load "$cowdev" --table "0 $sectors $1"
-        dmsetup suspend "$cowdev"
-        dmsetup resume "$cowdev"
-    }
+    cow_set() { set_table "$cowdev" "0 $sectors $1"; }
     cow_set "delay $loop 0 40"
     assert_exit 0 "merge --no-wait" -- ds merge s1 --no-wait
     sleep 0.5
@@ -152,9 +137,7 @@ test_table_replaced_behind_dmsnaps_back_is_lost() {
     frozen=$(fx checksum "$(base_of "$live")")
     umount "$mnt"
     # e.g. an admin's script puts the device back on its disk
-    dmsetup load "$live" --table "0 $(blockdev --getsz "/dev/mapper/$live") linear $loop 0"
-    dmsetup suspend "$live"
-    dmsetup resume "$live"
+    set_table "$live" "0 $(blockdev --getsz "/dev/mapper/$live") linear $loop 0"
     assert_exit 0 "status" -- ds status s1 --json
     printf '%s' "$T_OUT" >"$T_DIR/s.json"
     assert_eq "$(json "$T_DIR/s.json" 'd["state"], d["hint"]')" "lost dmsnap forget s1"
@@ -266,14 +249,9 @@ test_a_cow_that_recurses_is_refused() {
 # device is suspended (the window guardian finished the window). Then recover settles the take
 # (finished or undone) and every byte is there.
 test_sigkill_in_the_window_thaws_without_dmsnap() {
-    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb n rc window=() sa sb i ok
-    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
-    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
-    ca=$(fx cow "${T_PREFIX}ca" 16M)
-    cb=$(fx cow "${T_PREFIX}cb" 16M)
-    head -c 1M /dev/urandom >"$ma/f"
-    head -c 1M /dev/urandom >"$mb/f"
-    sync
+    local n rc window=() sa sb i ok
+    setup_two
+    local a=$D1 b=$D2 ma=$M1 mb=$M2 ca=$C1 cb=$C2
     # which changing calls of a take are the window's (the fault hook counts them from 1)
     assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$a=$ca" "$b=$cb"
     mapfile -t calls < <(grep -oE 'trace: \+[0-9.]+ ms (create|load|clear|suspend|resume|remove|zero|sync|freeze|thaw|release)' <<<"$T_OUT" | awk '{print $4}')
@@ -341,9 +319,7 @@ test_an_unbounded_freeze_window_is_cut_short() {
     sa=$(fx checksum "$ma")
     sb=$(fx checksum "$mb")
     # from now on every write under b waits 1.5 s (flushes do not: the sync before the window is fast)
-    dmsetup load "$delay" --table "0 $sectors delay $loop 0 0 $loop 0 1500 $loop 0 0"
-    dmsetup suspend "$delay"
-    dmsetup resume "$delay"
+    set_table "$delay" "0 $sectors delay $loop 0 0 $loop 0 1500 $loop 0 0"
     before=$(kernel_state)
     t0=$EPOCHREALTIME
     local rc=0 pid
@@ -364,9 +340,7 @@ test_an_unbounded_freeze_window_is_cut_short() {
     assert_eq "$(dmsetup info -c --noheadings --separator ' ' -o name,suspended | awk '$2 != "Active"')" "" "a device is suspended"
     assert_eq "$(kernel_state)" "$before" "the kernel state changed"
     assert_exit 3 "no set" -- ds status s1
-    dmsetup load "$delay" --table "0 $sectors delay $loop 0 0 $loop 0 0 $loop 0 0"
-    dmsetup suspend "$delay"
-    dmsetup resume "$delay"
+    set_table "$delay" "0 $sectors delay $loop 0 0 $loop 0 0 $loop 0 0"
     sync
     assert_eq "$(fx checksum "$ma") $(fx checksum "$mb")" "$sa $sb" "data changed"
     umount "$mb"
@@ -377,13 +351,9 @@ test_an_unbounded_freeze_window_is_cut_short() {
 # (exit 130 / 143, nothing left) or, past the point of no return, finishes (exit 0, one warning);
 # a waiting merge stops waiting, the kernel merge goes on, the message says how to finish.
 test_signals_roll_back_or_finish() {
-    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb n rc total sa sb sig code
-    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
-    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
-    ca=$(fx cow "${T_PREFIX}ca" 16M)
-    cb=$(fx cow "${T_PREFIX}cb" 16M)
-    head -c 1M /dev/urandom >"$ma/f"
-    sync
+    local n rc total sa sb sig code
+    setup_two
+    local a=$D1 b=$D2 ma=$M1 mb=$M2 ca=$C1 cb=$C2
     sa=$(fx checksum "$ma")
     sb=$(fx checksum "$mb")
     assert_exit 0 "reference take" -- env DMSNAP_TRACE=1 "$DMSNAP" take ref "$a=$ca" "$b=$cb"
@@ -436,20 +406,11 @@ test_a_waiting_merge_stops_on_a_signal_and_the_merge_goes_on() {
     for sig in INT TERM; do
         [[ $sig == INT ]] && code=130 || code=143
         assert_exit 0 "take" -- ds take s1 "$live=/dev/mapper/$cowdev"
-        python3 - "$mnt/data" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-for i in range(0, 2048, 2):
-    os.pwrite(fd, os.urandom(4096), i * 4096)
-os.fsync(fd)
-os.close(fd)
-PY
+        scatter_writes "$mnt/data"
         sync
         sum=$(fx checksum "$mnt")
         # a slow COW, so the merge takes a while
-        dmsetup load "$cowdev" --table "0 $sectors delay $loop 0 20"
-        dmsetup suspend "$cowdev"
-        dmsetup resume "$cowdev"
+        set_table "$cowdev" "0 $sectors delay $loop 0 20"
         rc=0
         "$DMSNAP" merge s1 >"$T_DIR/out" 2>&1 &
         pid=$!
@@ -460,9 +421,7 @@ PY
         ((rc == code)) || fail "SIG$sig: merge exit $rc, expected $code: $(cat "$T_DIR/out")"
         assert_contains "$(cat "$T_DIR/out")" "the merge goes on in the kernel; run 'dmsnap merge s1' to wait for it and finish it"
         assert_eq "$(dmsetup table "$live" | awk '{print $3}')" snapshot-merge "SIG$sig: the kernel merge stopped"
-        dmsetup load "$cowdev" --table "0 $sectors linear $loop 0"
-        dmsetup suspend "$cowdev"
-        dmsetup resume "$cowdev"
+        set_table "$cowdev" "0 $sectors linear $loop 0"
         assert_exit 0 "SIG$sig: merge finishes" -- ds merge s1
         assert_eq "$(fx checksum "$mnt")" "$sum" "SIG$sig: data lost"
     done
@@ -514,11 +473,7 @@ test_every_state_has_a_way_out() {
     dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
     cow=/dev/mapper/$cowdev
     WALK_MOUNTS=("$mnt")
-    cow_set() {
-        dmsetup load "$cowdev" --table "0 $sectors $1"
-        dmsetup suspend "$cowdev"
-        dmsetup resume "$cowdev"
-    }
+    cow_set() { set_table "$cowdev" "0 $sectors $1"; }
     remount() { mountpoint -q "$mnt" || mount "/dev/mapper/$live" "$mnt"; }
     change() {
         head -c "${1:-2M}" /dev/urandom >"$mnt/change-$RANDOM"
@@ -534,9 +489,7 @@ test_every_state_has_a_way_out() {
         invalid) dd if=/dev/urandom of="$mnt/big" bs=1M count=40 conv=fsync status=none 2>/dev/null || true
                  rm -f "$mnt/big" 2>/dev/null || true ;;
         lost) umount "$mnt"
-              dmsetup load "$live" --table "$(dmsetup table "$(basename "$(base_of "$live")")")"
-              dmsetup suspend "$live"
-              dmsetup resume "$live" ;;
+              set_table "$live" "$(dmsetup table "$(basename "$(base_of "$live")")")" ;;
         unreadable) head -c 100 /dev/urandom >"$DMSNAP_STATE_DIR/s1.json" ;;
         orphaned) rm "$DMSNAP_STATE_DIR/s1.json" ;;
         interrupted-take)
@@ -551,10 +504,7 @@ test_every_state_has_a_way_out() {
             umount "$mnt"
             DMSNAP_TEST_FAULT=kill:4 "$DMSNAP_TEST" discard s1 >/dev/null 2>&1 || true ;;
         merge-failed)
-            python3 -c "
-import os; fd = os.open('$mnt/sparse', os.O_WRONLY | os.O_CREAT)
-[os.pwrite(fd, os.urandom(4096), i * 8192) for i in range(1024)]
-os.fsync(fd)"
+            scatter_writes "$mnt/sparse"
             sync
             cow_set "delay $loop 0 40"
             ds merge s1 --no-wait >/dev/null
