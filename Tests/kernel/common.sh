@@ -100,3 +100,13 @@ os.fsync(fd)
 os.close(fd)
 PY
 }
+
+# cow_device NAME SIZE [TABLE_TAIL]: a loop device over a fixture file and a dm device NAME over
+# it (linear, or "0 SECTORS TABLE_TAIL" with LOOP substituted), so a test can make the COW slow
+# or failing later (set_table). Sets COW_LOOP and COW_SECTORS.
+cow_device() {
+    COW_LOOP=$(fx cow "$1-file" "$2")
+    COW_SECTORS=$(blockdev --getsz "$COW_LOOP")
+    local tail=${3:-linear LOOP 0}
+    dmsetup create "$1" --table "0 $COW_SECTORS ${tail//LOOP/$COW_LOOP}"
+}

@@ -318,9 +318,8 @@ test_cow_overflow() {
 test_cow_io_errors() {
     local live=${T_PREFIX}live mnt=$T_DIR/mnt loop flakey=${T_PREFIX}flakey sectors
     fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
-    loop=$(fx cow "${T_PREFIX}cow" 16M)
-    sectors=$(blockdev --getsz "$loop")
-    dmsetup create "$flakey" --table "0 $sectors flakey $loop 0 1000 0"
+    cow_device "$flakey" 16M "flakey LOOP 0 1000 0"
+    loop=$COW_LOOP sectors=$COW_SECTORS
     head -c 1M /dev/urandom >"$mnt/a"
     sync
     assert_exit 0 "take on a flakey COW" -- "$DMSNAP" take s1 "$live=/dev/mapper/$flakey"

@@ -13,9 +13,8 @@ ds() { timeout -k 5 120 "$DMSNAP" "$@"; }
 test_dead_cow_discard_finishes_with_a_warning() {
     local live=${T_PREFIX}live mnt=$T_DIR/mnt loop cowdev=${T_PREFIX}cowdev sectors frozen
     fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
-    loop=$(fx cow "${T_PREFIX}cow" 16M)
-    sectors=$(blockdev --getsz "$loop")
-    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    cow_device "$cowdev" 16M
+    loop=$COW_LOOP sectors=$COW_SECTORS
     head -c 2M /dev/urandom >"$mnt/a"
     sync
     assert_exit 0 "take" -- ds take s1 "$live=/dev/mapper/$cowdev"
@@ -83,9 +82,8 @@ test_failed_merge_resumes_once_the_cow_works() {
     local live=${T_PREFIX}live mnt=$T_DIR/mnt loop cowdev=${T_PREFIX}cowdev sectors sum
     modprobe dm-delay
     fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
-    loop=$(fx cow "${T_PREFIX}cow" 32M)
-    sectors=$(blockdev --getsz "$loop")
-    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    cow_device "$cowdev" 32M
+    loop=$COW_LOOP sectors=$COW_SECTORS
     head -c 8M /dev/urandom >"$mnt/data"
     sync
     assert_exit 0 "take" -- ds take s1 "$live=/dev/mapper/$cowdev"
@@ -398,9 +396,8 @@ test_a_waiting_merge_stops_on_a_signal_and_the_merge_goes_on() {
     local live=${T_PREFIX}live mnt=$T_DIR/mnt loop cowdev=${T_PREFIX}cowdev sectors sum pid rc sig code
     modprobe dm-delay
     fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
-    loop=$(fx cow "${T_PREFIX}cow" 32M)
-    sectors=$(blockdev --getsz "$loop")
-    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    cow_device "$cowdev" 32M
+    loop=$COW_LOOP sectors=$COW_SECTORS
     head -c 8M /dev/urandom >"$mnt/data"
     sync
     for sig in INT TERM; do
@@ -468,9 +465,8 @@ test_every_state_has_a_way_out() {
     local live=${T_PREFIX}live mnt=$T_DIR/mnt cow loop cowdev=${T_PREFIX}cowdev sectors state sum frozen n
     modprobe dm-delay
     fx create "$live" 64M --fs ext4 --mount "$mnt" >/dev/null
-    loop=$(fx cow "${T_PREFIX}cow" 32M)
-    sectors=$(blockdev --getsz "$loop")
-    dmsetup create "$cowdev" --table "0 $sectors linear $loop 0"
+    cow_device "$cowdev" 32M
+    loop=$COW_LOOP sectors=$COW_SECTORS
     cow=/dev/mapper/$cowdev
     WALK_MOUNTS=("$mnt")
     cow_set() { set_table "$cowdev" "0 $sectors $1"; }
