@@ -178,3 +178,5 @@ void cdm_signals_catch(void)
 }
 
 int cdm_signal_pending(void) { return g_signal; }
+
+int cdm_o_direct(void) { return O_DIRECT; }

@@ -108,6 +108,12 @@ extension LinuxKernel: BlockDeviceControl {
         }
     }
 
+    public func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8] {
+        try Syscalls.withFile(path, .readOnly, options: FileDescriptor.OpenOptions(rawValue: cdm_o_direct())) { fd throws(KernelError) in
+            try Syscalls.readDirect(fd, offset: offset, count: count, path: path)
+        }
+    }
+
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try Syscalls.withFile(path, .readOnly) { fd throws(KernelError) in try Syscalls.readPrefix(fd, count: bytes, path: path) }
     }

@@ -50,6 +50,10 @@ public protocol BlockDeviceControl: AnyObject {
     func probeSignature(_ path: String) throws(KernelError) -> String?
     /// Reads the first `bytes` bytes (fewer if the device is smaller).
     func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8]
+    /// Reads `count` bytes at `offset` with O_DIRECT (both multiples of the logical block
+    /// size): past the page cache, so a reader never sees stale cached data and a backup does not
+    /// push the live system's pages out. Fewer bytes at the end of the device.
+    func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8]
     /// Writes `bytes` zero bytes at offset 0 and syncs them.
     func zeroHeader(_ path: String, bytes: Int) throws(KernelError)
     /// Erases the magic of every signature libblkid finds (as `wipefs -a` does) and syncs.

@@ -38,6 +38,24 @@ enum Syscalls {
         return Array(buffer[0..<done])
     }
 
+    /// Reads `count` bytes at `offset` from a descriptor opened with O_DIRECT, into an aligned
+    /// buffer (fewer at the end).
+    static func readDirect(_ fd: FileDescriptor, offset: UInt64, count: Int, path: String) throws(KernelError) -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 4096), alignment: 4096)
+        defer { buffer.deallocate() }
+        var done = 0
+        while done < count {
+            let n: Int
+            do {
+                n = try fd.read(fromAbsoluteOffset: Int64(offset) + Int64(done),
+                                into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<count]))
+            } catch { throw KernelError(call: "read", device: path, errno: error as? Errno) }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(buffer[0..<done])
+    }
+
     /// Reads a whole (small, procfs) file.
     static func readFile(_ path: String) throws(KernelError) -> String {
         try withFile(path, .readOnly) { fd throws(KernelError) in

@@ -334,6 +334,26 @@ public final class FakeKernel: KernelControl {
         throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
     }
 
+    /// What `readDirect` returns per path (a COW's exception store, a base's image); zeros
+    /// past its end, up to the device's size.
+    public var contents: [String: [UInt8]] = [:]
+
+    public func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8] {
+        try record("readdirect \(path) \(offset) \(count)", device: path, call: "read")
+        let size: UInt64
+        if let b = blocks[path] {
+            size = b.size.bytes
+        } else if let n = dmNumber(path), let d = devices.values.first(where: { $0.number == n }) {
+            size = d.live?.size.bytes ?? 0
+        } else {
+            throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
+        }
+        guard offset < size else { return [] }
+        let n = Int(min(UInt64(count), size - offset))
+        let data = contents[path] ?? blocks[path]?.header ?? []
+        return (0..<n).map { i in Int(offset) + i < data.count ? data[Int(offset) + i] : 0 }
+    }
+
     public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
         try record("zero \(path) \(bytes)", device: path, call: "write header")
         guard var b = blocks[path] else {

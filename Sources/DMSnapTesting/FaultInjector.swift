@@ -94,6 +94,9 @@ public final class FaultInjector: KernelControl {
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try inner.readHeader(path, bytes: bytes)
     }
+    public func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8] {
+        try inner.readDirect(path, offset: offset, count: count)
+    }
     public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
         try changing("write header", path)
         try inner.zeroHeader(path, bytes: bytes)

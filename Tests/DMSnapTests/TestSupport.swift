@@ -41,7 +41,7 @@ enum Fx {
     static func original(_ k: Int) -> Table { mkTable("0 131072 linear 7:\(k) 0") }
 
     /// Trace verbs of FakeKernel calls that only read.
-    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read"]
+    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read", "readdirect"]
 
     static func verb(_ traceLine: String) -> String { String(traceLine.prefix { $0 != " " }) }
     static func isRead(_ traceLine: String) -> Bool { readCalls.contains(verb(traceLine)) }

@@ -55,6 +55,9 @@ void cdm_guardian_window(volatile int *window, int open);
 /// Tells the guardian to exit, reaps it, unmaps the window word.
 void cdm_guardian_stop(int fd, int pid, volatile int *window);
 
+/// O_DIRECT (glibc shows it only with _GNU_SOURCE).
+int cdm_o_direct(void);
+
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
 /// The first of them that arrived since `cdm_signals_catch`, or 0.

@@ -1,0 +1,74 @@
+/// What changed on one device of a set since take, from its COW's exception store.
+public struct DeviceChanges: Hashable, Sendable, Encodable {
+    public var device: String
+    public var chunkBytes: UInt64
+    /// Sorted, coalesced byte ranges of the device.
+    public var changed: [ExceptionStore.ByteRange]
+    /// Bytes in the changed chunks (what a merge copies back).
+    public var changedBytes: UInt64
+    public var ranges: Int { changed.count }
+
+    enum CodingKeys: String, CodingKey {
+        case device, changed, ranges
+        case chunkBytes = "chunk_bytes", changedBytes = "changed_bytes"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(device, forKey: .device)
+        try c.encode(chunkBytes, forKey: .chunkBytes)
+        try c.encode(changedBytes, forKey: .changedBytes)
+        try c.encode(ranges, forKey: .ranges)
+        try c.encode(changed, forKey: .changed)
+    }
+}
+
+extension SnapshotManager {
+    /// The chunks of each device (or of `device` only) changed since take, read from the COW's
+    /// own exception store with O_DIRECT (never through the live device).
+    public func changes(_ name: String, device: String? = nil) throws(DMSnapError) -> [DeviceChanges] {
+        let set = try existing(name)
+        let members = try members(of: set, device)
+        var out: [DeviceChanges] = []
+        for m in members {
+            do { out.append(try changes(of: m, in: set)) } catch { throw .kernel(error) }
+        }
+        return out
+    }
+
+    /// `set`'s members, or the one `device` names (by name or /dev/mapper path).
+    func members(of set: SnapshotSet, _ device: String?) throws(DMSnapError) -> [SnapshotSet.Member] {
+        guard let device else { return set.members }
+        let raw = device.hasPrefix("/dev/mapper/") ? String(device.dropFirst(12)) : device
+        guard let m = set.members.first(where: { $0.device.value == raw }) else {
+            throw .refused(PlanError(device, "not a device of set \(set.name) (its devices: \(set.members.map(\.device.value).joined(separator: ", ")))"))
+        }
+        return [m]
+    }
+
+    func changes(of m: SnapshotSet.Member, in set: SnapshotSet) throws(KernelError) -> DeviceChanges {
+        let first = try kernel.readDirect(m.cow, offset: 0, count: 4096)
+        guard let header = ExceptionStore.header(first) else {
+            throw KernelError(call: "read exception store", device: m.cow, errno: nil, detail: "no snapshot store on the COW")
+        }
+        guard header.valid else {
+            throw KernelError(call: "read exception store", device: m.cow, errno: nil,
+                              detail: "the kernel invalidated this snapshot (COW overflowed or failed): its changes are not known")
+        }
+        let chunkBytes = Int(header.chunk.bytes)
+        var exceptions: [ExceptionStore.Exception] = []
+        var area = 0
+        while true {
+            let offset = ExceptionStore.areaChunk(area, chunk: header.chunk) * UInt64(chunkBytes)
+            let bytes = try kernel.readDirect(m.cow, offset: offset, count: chunkBytes)
+            guard bytes.count == chunkBytes else { break }  // past the end of the COW
+            let (found, full) = ExceptionStore.parseArea(bytes)
+            exceptions += found
+            if !full { break }
+            area += 1
+        }
+        let ranges = ExceptionStore.ranges(exceptions, chunk: header.chunk)
+        return DeviceChanges(device: m.device.value, chunkBytes: UInt64(chunkBytes), changed: ranges,
+                             changedBytes: ranges.reduce(0) { $0 + $1.length })
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import DMSnap
+import DMSnapTesting
+
+/// A persistent store as the kernel writes it: header, then for each exception the next free
+/// chunk (metadata areas skipped), its entry in the current area.
+func cowImage(chunk: Sectors, oldChunks: [UInt64], valid: Bool = true) -> [UInt8] {
+    let chunkBytes = Int(chunk.bytes)
+    let e = ExceptionStore.exceptionsPerArea(chunk: chunk)
+    let areas = oldChunks.count / e + 1
+    var image = [UInt8](repeating: 0, count: chunkBytes * (1 + areas * (e + 1)))
+    func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { image[at + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
+    func put64(_ v: UInt64, _ at: Int) { for i in 0..<8 { image[at + i] = UInt8((v >> (8 * UInt64(i))) & 0xff) } }
+    put32(0x7041_6e53, 0)
+    put32(valid ? 1 : 0, 4)
+    put32(1, 8)
+    put32(UInt32(chunk.value), 12)
+    for (i, old) in oldChunks.enumerated() {
+        let area = i / e, slot = i % e
+        let areaStart = Int(ExceptionStore.areaChunk(area, chunk: chunk)) * chunkBytes
+        let newChunk = ExceptionStore.areaChunk(area, chunk: chunk) + 1 + UInt64(slot)
+        put64(old, areaStart + slot * 16)
+        put64(newChunk, areaStart + slot * 16 + 8)
+    }
+    return image
+}
+
+@Suite("Changes from the exception store")
+struct ChangesTests {
+    @Test func headerAndLayout() {
+        #expect(ExceptionStore.exceptionsPerArea(chunk: 8) == 256)
+        #expect(ExceptionStore.exceptionsPerArea(chunk: 128) == 4096)
+        #expect(ExceptionStore.areaChunk(0, chunk: 8) == 1)
+        #expect(ExceptionStore.areaChunk(2, chunk: 8) == 1 + 2 * 257)
+        let h = ExceptionStore.header(cowImage(chunk: 16, oldChunks: []))
+        #expect(h?.valid == true && h?.version == 1 && h?.chunk == 16)
+        #expect(ExceptionStore.header([UInt8](repeating: 0, count: 16)) == nil)
+        #expect(ExceptionStore.header(cowImage(chunk: 8, oldChunks: [], valid: false))?.valid == false)
+    }
+
+    @Test func rangesAreSortedAndCoalesced() {
+        let olds: [UInt64] = [5, 3, 4, 9, 10, 0, 4]
+        let ex = olds.map { ExceptionStore.Exception(oldChunk: $0, newChunk: 100) }
+        let want: [ExceptionStore.ByteRange] = [.init(offset: 0, length: 4096), .init(offset: 12288, length: 12288),
+                                                .init(offset: 36864, length: 8192)]
+        #expect(ExceptionStore.ranges(ex, chunk: 8) == want)
+    }
+
+    /// Several metadata areas, 4 KiB and 64 KiB chunks: every written chunk is reported, nothing
+    /// else, and the bytes add up to the data chunks the store holds.
+    @Test(arguments: [(Sectors(8), 700), (Sectors(128), 9000), (Sectors(8), 256), (Sectors(8), 0)])
+    func aStoreWithSeveralAreasIsReadWhole(_ chunk: Sectors, _ count: Int) throws {
+        let fx = SnapFixture(devices: 1)
+        try #require(fx.take(chunk: "\(chunk.bytes / 1024)k") != nil)
+        // every third chunk from 10 on, then a run of 40 from 100000 (written out of order)
+        var olds = (0..<max(0, count - 40)).map { 10 + UInt64($0) * 3 }
+        olds += (0..<min(count, 40)).map { 100_000 + UInt64(39 - $0) }
+        let image = cowImage(chunk: chunk, oldChunks: olds)
+        fx.dm.blocks[Fx.cow(0)]?.size = Sectors(UInt64(image.count) / 512)
+        fx.dm.contents[Fx.cow(0)] = image
+        let all = try attempt { () throws(DMSnapError) in try fx.manager.changes("s") }.get()
+        let changes = try #require(all.first)
+        #expect(changes.chunkBytes == chunk.bytes)
+        #expect(changes.changedBytes == UInt64(olds.count) * chunk.bytes)
+        let expected = ExceptionStore.ranges(olds.map { .init(oldChunk: $0, newChunk: 1) }, chunk: chunk)
+        #expect(changes.changed == expected)
+        if count >= 40 { #expect(changes.changed.last == .init(offset: 100_000 * chunk.bytes, length: 40 * chunk.bytes)) }
+        #expect(changes.ranges == (count == 0 ? 0 : max(0, count - 40) + (count >= 40 ? 1 : 0)))
+        #expect(fx.mutations.filter { !$0.hasPrefix("readdirect") }.count == fx.mutations.count, "reading changes changes nothing")
+        #expect(!fx.dm.trace.contains { $0.hasPrefix("readdirect \(Fx.live(0).path)") }, "never through the live device")
+    }
+
+    @Test func anInvalidatedStoreOrAnUnknownDeviceIsRefused() throws {
+        let fx = SnapFixture(devices: 2)
+        try #require(fx.take() != nil)
+        fx.dm.contents[Fx.cow(0)] = cowImage(chunk: 8, oldChunks: [1, 2], valid: false)
+        let invalid = attempt { () throws(DMSnapError) in try fx.manager.changes("s", device: "vg0-live") }
+        guard case let .failure(.kernel(e)) = invalid else { Issue.record("\(invalid)"); return }
+        #expect(e.description.contains("the kernel invalidated this snapshot"))
+        let unknown = attempt { () throws(DMSnapError) in try fx.manager.changes("s", device: "nope") }
+        #expect(unknown.refusal?.description == "nope: not a device of set s (its devices: vg0-live, vg1-live)")
+    }
+}
