@@ -35,10 +35,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
-        // The only C boundary: libdevmapper, libblkid and the ioctls Swift cannot spell.
+        // The only C boundary: libdevmapper, libblkid, the ioctls Swift cannot spell, and the
+        // streams of `dmsnap export` (libzstd, zlib, libcrypto's SHA-256).
         .target(
             name: "CDeviceMapper",
-            linkerSettings: [.linkedLibrary("devmapper"), .linkedLibrary("blkid")]
+            linkerSettings: [.linkedLibrary("devmapper"), .linkedLibrary("blkid"), .linkedLibrary("zstd"),
+                             .linkedLibrary("z"), .linkedLibrary("crypto")]
         ),
         // Values only: names, sizes, typed tables, statuses, the persisted set. No I/O.
         .target(name: "DMSnapModel", dependencies: [system]),

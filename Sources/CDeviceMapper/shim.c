@@ -180,3 +180,4 @@ void cdm_signals_catch(void)
 int cdm_signal_pending(void) { return g_signal; }
 
 int cdm_o_direct(void) { return O_DIRECT; }
+int cdm_o_tmpfile(void) { return O_TMPFILE; }

@@ -72,3 +72,42 @@ extension SnapshotManager {
                              changedBytes: ranges.reduce(0) { $0 + $1.length })
     }
 }
+
+extension SnapshotManager {
+    /// Streams `device`'s frozen image (its base) to `output`. Refused before anything is
+    /// written: a set that is not active, an output file that exists (unless `overwrite`) or
+    /// that lies on a filesystem of the set. `progress` gets (bytes read, image size).
+    public func export(_ name: String, device: String, to output: ExportOutput, compression: Compression = .none,
+                       level: Int? = nil, progress: (UInt64, UInt64) -> Void = { _, _ in }) throws(DMSnapError) -> ExportSummary {
+        let set = try existing(name)
+        let level = level ?? compression.defaultLevel
+        guard compression.levels.contains(level) else {
+            throw .refused(PlanError("--level", "\(compression.rawValue) takes a level from \(compression.levels.lowerBound) to \(compression.levels.upperBound)"))
+        }
+        let v = try view(scope: .all)
+        let m = try plan { () throws(PlanError) in try Planner.imageMember(set, device: device, view: v, what: "export") }[0]
+        if case let .file(path, overwrite) = output {
+            let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            guard let dirDevice = kernel.fileSystemDevice(of: dir.isEmpty ? "/" : dir) else {
+                throw .refused(PlanError(path, "directory \(dir) does not exist"))
+            }
+            if kernel.fileSystemDevice(of: path) != nil, !overwrite {
+                throw .refused(PlanError(path, "exists; refusing to overwrite it (use --force)"))
+            }
+            try plan { () throws(PlanError) in try Planner.refuseInsideSet(path, device: dirDevice, set, view: v) }
+        }
+        let size = m.size.bytes
+        let interruption = interruption
+        do {
+            return try kernel.exportImage(m.base.path, to: output, compression: compression, level: level) { done in
+                progress(done, size)
+                return interruption?() == nil
+            }
+        } catch {
+            if error.errno == .interrupted, let signal = interruption?() {
+                throw .interrupted(signal: signal, "interrupted by \(signalName(signal)): the export was stopped and its output removed")
+            }
+            throw .kernel(error)
+        }
+    }
+}

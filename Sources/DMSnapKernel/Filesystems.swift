@@ -8,6 +8,12 @@ extension LinuxKernel: FilesystemControl {
         MountInfo.parse(try Syscalls.readFile("/proc/self/mountinfo"))
     }
 
+    public func fileSystemDevice(of path: String) -> DeviceNumber? {
+        guard let st = try? FilePath(path).stat() else { return nil }
+        let dev = UInt64(st.deviceID.rawValue)
+        return DeviceNumber(major: cdm_major(dev), minor: cdm_minor(dev))
+    }
+
     private func onDirectory(_ path: String, call: String, _ body: (Int32) -> Int32) throws(KernelError) {
         try Syscalls.withFile(path, .readOnly, options: .directory, call: call) { fd throws(KernelError) in
             try Syscalls.check(call, path) { body(fd.rawValue) }

@@ -56,6 +56,11 @@ public protocol BlockDeviceControl: AnyObject {
     func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8]
     /// Writes `bytes` zero bytes at offset 0 and syncs them.
     func zeroHeader(_ path: String, bytes: Int) throws(KernelError)
+    /// Streams the block device at `path` to `output` (large O_DIRECT reads, a SHA-256 of what
+    /// was read, optional compression; a raw file output is sparse). `progress` gets the bytes
+    /// read so far and says whether to go on (false stops with EINTR, leaving no output file).
+    func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
+                     progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary
     /// Erases the magic of every signature libblkid finds (as `wipefs -a` does) and syncs.
     /// Returns what was wiped.
     @discardableResult
@@ -65,6 +70,9 @@ public protocol BlockDeviceControl: AnyObject {
 /// Filesystems and mounts.
 public protocol FilesystemControl: AnyObject {
     func mounts() throws(KernelError) -> [MountEntry]
+    /// The device of the filesystem that holds `path` (its `st_dev`); nil when `path` does not
+    /// exist.
+    func fileSystemDevice(of path: String) -> DeviceNumber?
     func syncFilesystem(_ mountPoint: String) throws(KernelError)
     func freeze(_ mountPoint: String) throws(KernelError)
     func thaw(_ mountPoint: String) throws(KernelError)

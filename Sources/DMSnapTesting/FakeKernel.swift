@@ -2,6 +2,11 @@
 // unit tests, dmsnap-test and dmsnap-probe; never by the product.
 import DMSnap
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// An in-memory kernel for unit tests. It models what dmsnap relies on — tables in live and
 /// inactive slots, suspend/resume swapping tables, devices held open by mounts and by other
@@ -353,6 +358,38 @@ public final class FakeKernel: KernelControl {
         let data = contents[path] ?? blocks[path]?.header ?? []
         return (0..<n).map { i in Int(offset) + i < data.count ? data[Int(offset) + i] : 0 }
     }
+
+    /// Exports `contents[path]` (zeros to the device's size) raw, whatever the compression, to
+    /// a real file or to nowhere (standard output); the digest is of the byte count.
+    public func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
+                            progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
+        try record("export \(path)", device: path, call: "export")
+        let size = try blockDevice(at: path).size.bytes
+        guard progress(0) else { throw KernelError(call: "export", device: path, errno: .interrupted) }
+        if case let .file(file, _) = output {
+            let data = contents[path] ?? []
+            let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            guard fd >= 0 else { throw KernelError(call: "create", device: file, errno: Errno(rawValue: errno)) }
+            _ = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            _ = ftruncate(fd, off_t(size))
+            close(fd)
+        }
+        _ = progress(size)
+        return ExportSummary(bytesRead: size, bytesWritten: size, seconds: 0, sha256: "fake-\(size)")
+    }
+
+    /// A fake mount point (or a path in `existingFiles` under one) is on the mount's device; a
+    /// real path of this machine is on "8:1"; anything else does not exist.
+    public func fileSystemDevice(of path: String) -> DeviceNumber? {
+        if let m = mountTable.filter({ path == $0.mountPoint || path.hasPrefix($0.mountPoint + "/") })
+            .max(by: { $0.mountPoint.count < $1.mountPoint.count }) {
+            return path == m.mountPoint || existingFiles.contains(path) ? m.number : nil
+        }
+        return access(path, F_OK) == 0 ? DeviceNumber(major: 8, minor: 1) : nil
+    }
+
+    /// Paths under a fake mount that exist.
+    public var existingFiles: Set<String> = []
 
     public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
         try record("zero \(path) \(bytes)", device: path, call: "write header")

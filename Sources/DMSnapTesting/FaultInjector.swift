@@ -105,6 +105,11 @@ public final class FaultInjector: KernelControl {
         try changing("wipe signature", path)
         return try inner.wipeSignatures(path)
     }
+    public func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
+                            progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
+        try inner.exportImage(path, to: output, compression: compression, level: level, progress: progress)
+    }
+    public func fileSystemDevice(of path: String) -> DeviceNumber? { inner.fileSystemDevice(of: path) }
     public func mounts() throws(KernelError) -> [MountEntry] { try inner.mounts() }
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
         try changing("syncfs", mountPoint)

@@ -19,11 +19,14 @@ enum Output {
     }
 
     static func json<T: Encodable>(_ value: T) throws {
+        print(try jsonText(value))
+    }
+
+    static func jsonText<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = Timestamp.encoding
-        let data = try encoder.encode(value)
-        print(String(decoding: data, as: UTF8.self))
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     static var isTerminal: Bool { isatty(1) != 0 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Testing
 @testable import DMSnap
@@ -80,5 +83,33 @@ struct ChangesTests {
         #expect(e.description.contains("the kernel invalidated this snapshot"))
         let unknown = attempt { () throws(DMSnapError) in try fx.manager.changes("s", device: "nope") }
         #expect(unknown.refusal?.description == "nope: not a device of set s (its devices: vg0-live, vg1-live)")
+    }
+}
+
+@Suite("Export")
+struct ExportTests {
+    @Test func refusesBeforeWritingAnything() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0])
+        try #require(fx.take() != nil)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dmsnap-export-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func export(_ device: String, _ output: ExportOutput, _ c: Compression = .none, level: Int? = nil) -> Result<ExportSummary, DMSnapError> {
+            attempt { () throws(DMSnapError) in try fx.manager.export("s", device: device, to: output, compression: c, level: level) }
+        }
+        let ok = export("vg0-live", .file("\(dir)/a.img", overwrite: false))
+        #expect((try? ok.get())?.bytesRead == Fx.liveSectors.bytes)
+        #expect(fx.dm.trace.contains("export \(Fx.base(0).path)"), "the frozen image is the base")
+        #expect(export("vg0-live", .file("\(dir)/a.img", overwrite: false)).refusal?.description == "\(dir)/a.img: exists; refusing to overwrite it (use --force)")
+        #expect(export("vg0-live", .file("\(dir)/a.img", overwrite: true)).isSuccess)
+        #expect(export("vg0-live", .file("/mnt/0/backup.img", overwrite: false)).refusal?.description == "/mnt/0/backup.img: is on a filesystem of set s (on vg0-live): the backup would be written into the snapshot")
+        #expect(export("vg9-live", .standardOutput).refusal?.description == "vg9-live: not a device of set s (its devices: vg0-live, vg1-live)")
+        #expect(export("vg1-live", .standardOutput, .zstd, level: 0).refusal?.description == "--level: zstd takes a level from 1 to 19")
+        #expect(export("vg1-live", .file("\(dir)/none/x.img", overwrite: false)).refusal?.description.hasSuffix("does not exist") == true)
+        fx.dm.statusOverride[Fx.live(1)] = "Invalid"
+        #expect(export("vg1-live", .standardOutput).refusal?.description.hasPrefix("s: cannot export vg1-live's frozen image: set is invalid") == true)
+        fx.dm.statusOverride[Fx.live(1)] = nil
+        _ = try attempt { () throws(DMSnapError) in try fx.manager.merge("s", wait: false) }.get()
+        #expect(export("vg0-live", .standardOutput).refusal?.description == "s: cannot export vg0-live's frozen image: set is merging: the merge writes into the frozen image; to move the set on: dmsnap merge s")
     }
 }

@@ -55,8 +55,24 @@ void cdm_guardian_window(volatile int *window, int open);
 /// Tells the guardian to exit, reaps it, unmaps the window word.
 void cdm_guardian_stop(int fd, int pid, volatile int *window);
 
+// Streams for `dmsnap export` (compress.c): a compressor writes its output to a file descriptor.
+enum { CDM_ZSTD = 1, CDM_GZIP = 2 };
+typedef struct cdm_compressor cdm_compressor;
+cdm_compressor *cdm_compressor_new(int kind, int level);
+/// Compresses `len` bytes (`finish`: and ends the stream), writing to `fd`; adds what it wrote to
+/// `*written`. 0, or -1 with errno.
+int cdm_compress_write(cdm_compressor *c, int fd, const void *in, size_t len, int finish, uint64_t *written);
+void cdm_compressor_free(cdm_compressor *c);
+typedef struct cdm_sha256 cdm_sha256;
+cdm_sha256 *cdm_sha256_new(void);
+void cdm_sha256_update(cdm_sha256 *h, const void *p, size_t n);
+/// Writes the digest and frees `h`.
+void cdm_sha256_final(cdm_sha256 *h, unsigned char out[32]);
+
 /// O_DIRECT (glibc shows it only with _GNU_SOURCE).
 int cdm_o_direct(void);
+/// O_TMPFILE (likewise).
+int cdm_o_tmpfile(void);
 
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
