@@ -181,3 +181,47 @@ int cdm_signal_pending(void) { return g_signal; }
 
 int cdm_o_direct(void) { return O_DIRECT; }
 int cdm_o_tmpfile(void) { return O_TMPFILE; }
+
+/* ---- loop devices ---------------------------------------------------------------------------
+ * A free loop device (LOOP_CTL_GET_FREE) configured over an open file (LOOP_CONFIGURE), with
+ * autoclear: it detaches itself when its last user (a dm table) lets go. The loop's own fd is
+ * returned open: the caller closes it once the device has another user. */
+#include <linux/loop.h>
+#include <sys/stat.h>
+
+int cdm_loop_attach(int backing_fd, int flags, unsigned *out_major, unsigned *out_minor, int *out_fd)
+{
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) return -1;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) { int e = errno; close(ctl); errno = e; return -1; }
+        char path[32];
+        snprintf(path, sizeof path, "/dev/loop%d", n);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) { int e = errno; close(ctl); errno = e; return -1; }
+        struct loop_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.fd = (unsigned)backing_fd;
+        cfg.info.lo_flags = (unsigned)flags;
+        int rc = ioctl(fd, LOOP_CONFIGURE, &cfg);
+        if (rc == 0) {
+            struct stat st;
+            fstat(fd, &st);
+            *out_major = major(st.st_rdev);
+            *out_minor = minor(st.st_rdev);
+            *out_fd = fd; /* kept open: with autoclear, its close would detach an unused loop */
+            close(ctl);
+            return 0;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EBUSY) { close(ctl); errno = e; return -1; }
+        /* taken meanwhile by someone else: ask for another */
+    }
+    close(ctl);
+    errno = EBUSY;
+    return -1;
+}
+
+int cdm_loop_autoclear(void) { return LO_FLAGS_AUTOCLEAR; }

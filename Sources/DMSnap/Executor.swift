@@ -296,6 +296,12 @@ public final class Executor {
             case let .thaw(mp): try kernel.thaw(mp)
             case let .thawIfFrozen(mp):
                 do { try kernel.thaw(mp) } catch where error.errno == .invalidArgument {}
+            case let .createView(name, uuid, origin, size, scratch):
+                try kernel.createView(name, uuid: uuid, origin: origin, size: size, scratch: scratch)
+            case let .makeDirectory(path): try kernel.makeDirectory(path)
+            case let .removeDirectory(path): try kernel.removeDirectory(path)
+            case let .mount(device, mountPoint, type, options): try kernel.mountFilesystem(device, at: mountPoint, type: type, options: options)
+            case let .unmount(mountPoint): try kernel.unmountFilesystem(mountPoint)
             case .save, .deleteState: break
             }
         } catch {

@@ -111,3 +111,42 @@ extension SnapshotManager {
         }
     }
 }
+
+extension SnapshotManager {
+    /// Mounts the frozen image of `device` (every device, each under `dir`/DEVICE, when nil) at
+    /// `dir`, read-only, for a file-level backup. Returns the views made.
+    @discardableResult
+    public func mount(_ name: String, device: String? = nil, at dir: String) throws(DMSnapError) -> [ImageView] {
+        _ = try existing(name)
+        return try locked { () throws(DMSnapError) -> [ImageView] in
+            let set = try existing(name)
+            let v = try view(scope: .all)
+            var fsTypes: [DeviceName: String] = [:]
+            for m in set.members where v.devices[m.base] != nil {
+                let type: String?
+                do throws(KernelError) { type = try kernel.probeSignature(m.base.path) } catch { throw .kernel(error) }
+                fsTypes[m.base] = type
+            }
+            let (updated, mountPlan) = try plan { () throws(PlanError) in
+                try Planner.mountImages(set, device: device, dir: dir, view: v, fsTypes: fsTypes,
+                                        dirEmpty: kernel.isEmptyDirectory(dir), dirDevice: kernel.fileSystemDevice(of: dir))
+            }
+            try execute(mountPlan, for: set.name)
+            return zip(set.members, updated.members).compactMap { old, new in old.view == nil ? new.view : nil }
+        }
+    }
+
+    /// Unmounts frozen images `mount` mounted: all of the set's, or the one `target` (a device
+    /// or a mount point) names. Returns the views removed.
+    @discardableResult
+    public func umount(_ name: String, target: String? = nil) throws(DMSnapError) -> [ImageView] {
+        _ = try existing(name)
+        return try locked { () throws(DMSnapError) -> [ImageView] in
+            let set = try existing(name)
+            let v = try view(scope: .of([set]))
+            let (updated, umountPlan) = try plan { () throws(PlanError) in try Planner.unmountImages(set, target: target, view: v) }
+            try execute(umountPlan, for: set.name)
+            return zip(set.members, updated.members).compactMap { old, new in new.view == nil ? old.view : nil }
+        }
+    }
+}

@@ -193,4 +193,27 @@ extension LinuxKernel: DeviceMapperControl {
         _ = dm_task_retry_remove(task.handle)
         try task.run(cookieFlags: 0)
     }
+
+    public func createView(_ name: DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors) throws(KernelError) {
+        guard let originInfo = try info(origin) else { throw KernelError(call: "create", device: name.value, errno: .noSuchAddressOrDevice, detail: "no \(origin)") }
+        // The scratch file: in memory, unlinked as soon as the loop holds it.
+        let dir = "/run/dmsnap"
+        mkdir(dir, 0o700)
+        let file = "\(dir)/.view-\(name.value)-\(getpid())"
+        let fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw KernelError(call: "create", device: file, errno: Errno(rawValue: errno)) }
+        unlink(file)
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(scratch.bytes)) == 0 else { throw KernelError(call: "truncate", device: file, errno: Errno(rawValue: errno)) }
+        var major: UInt32 = 0, minor: UInt32 = 0
+        var loopFD: Int32 = -1
+        guard cdm_loop_attach(fd, cdm_loop_autoclear(), &major, &minor, &loopFD) == 0 else {
+            throw KernelError(call: "attach loop", device: name.value, errno: Errno(rawValue: errno))
+        }
+        // the loop detaches itself once this fd and the view's table let go of it
+        defer { close(loopFD) }
+        let table = SnapshotParams(origin: originInfo.number, cow: DeviceNumber(major: major, minor: minor), store: .transient, chunk: 8)
+            .table(size: size, merge: false)
+        try create(name, uuid: uuid, table: table, hidden: true)
+    }
 }

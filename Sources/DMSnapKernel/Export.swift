@@ -25,7 +25,7 @@ extension LinuxKernel {
         }
         guard source >= 0 else { throw KernelError(call: "open", device: path, errno: Errno(rawValue: errno)) }
         defer { close(source) }
-        var target = try ExportTarget(output)
+        let target = try ExportTarget(output)
         var finished = false
         defer { if !finished { target.abandon() } }
         guard let hash = cdm_sha256_new() else { throw KernelError(call: "sha256", device: path, errno: .noMemory) }

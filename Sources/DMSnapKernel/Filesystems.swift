@@ -1,6 +1,11 @@
 import CDeviceMapper
 import DMSnapModel
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Filesystems: the mount table, syncfs, FIFREEZE and FITHAW on the mount point.
 extension LinuxKernel: FilesystemControl {
@@ -12,6 +17,33 @@ extension LinuxKernel: FilesystemControl {
         guard let st = try? FilePath(path).stat() else { return nil }
         let dev = UInt64(st.deviceID.rawValue)
         return DeviceNumber(major: cdm_major(dev), minor: cdm_minor(dev))
+    }
+
+    public func mountFilesystem(_ device: String, at mountPoint: String, type: String, options: String) throws(KernelError) {
+        let flags = UInt(MS_RDONLY | MS_NODEV | MS_NOSUID | MS_NOEXEC)
+        try Syscalls.check("mount", mountPoint) { Glibc.mount(device, mountPoint, type, flags, options.isEmpty ? nil : options) }
+    }
+
+    public func unmountFilesystem(_ mountPoint: String) throws(KernelError) {
+        try Syscalls.check("umount", mountPoint) { umount2(mountPoint, 0) }
+    }
+
+    public func makeDirectory(_ path: String) throws(KernelError) {
+        try Syscalls.check("mkdir", path) { mkdir(path, 0o700) }
+    }
+
+    public func removeDirectory(_ path: String) throws(KernelError) {
+        try Syscalls.check("rmdir", path) { rmdir(path) }
+    }
+
+    public func isEmptyDirectory(_ path: String) -> Bool? {
+        guard let d = opendir(path) else { return nil }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { return false }
+        }
+        return true
     }
 
     private func onDirectory(_ path: String, call: String, _ body: (Int32) -> Int32) throws(KernelError) {

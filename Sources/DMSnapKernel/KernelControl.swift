@@ -32,6 +32,10 @@ public protocol DeviceMapperControl: AnyObject {
     /// Resumes; swaps in the inactive table when one is loaded.
     func resume(_ name: DeviceName) throws(KernelError)
     func remove(_ name: DeviceName) throws(KernelError)
+    /// Creates the hidden dm device `name`: a non-persistent snapshot of `origin` whose COW is a
+    /// loop over an unlinked file of `scratch` sectors in memory (/run); the loop detaches itself
+    /// when the device is removed.
+    func createView(_ name: DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors) throws(KernelError)
 }
 
 /// Block devices: facts, exclusive users, signatures, and the COW header.
@@ -70,6 +74,15 @@ public protocol BlockDeviceControl: AnyObject {
 /// Filesystems and mounts.
 public protocol FilesystemControl: AnyObject {
     func mounts() throws(KernelError) -> [MountEntry]
+    /// Mounts `device` at `mountPoint` read-only, nodev, nosuid, noexec, with `options`.
+    func mountFilesystem(_ device: String, at mountPoint: String, type: String, options: String) throws(KernelError)
+    func unmountFilesystem(_ mountPoint: String) throws(KernelError)
+    /// mkdir, mode 0700.
+    func makeDirectory(_ path: String) throws(KernelError)
+    /// rmdir (of an empty directory).
+    func removeDirectory(_ path: String) throws(KernelError)
+    /// True when `path` is an empty directory; nil when it is no directory.
+    func isEmptyDirectory(_ path: String) -> Bool?
     /// The device of the filesystem that holds `path` (its `st_dev`); nil when `path` does not
     /// exist.
     func fileSystemDevice(of path: String) -> DeviceNumber?

@@ -30,6 +30,8 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         /// Size and hash of the base's first `Fingerprint.bytes` (128 KiB) right after take:
         /// `activate` refuses a base that changed since (the COW would no longer match it).
         public var baseFingerprint: String?
+        /// The frozen image mounted for a backup (`dmsnap mount`), if it is.
+        public var view: ImageView?
 
         public init(device: DeviceName, number: DeviceNumber, uuid: String, originalTable: Table, base: DeviceName,
                     baseUUID: String, cow: String, cowNumber: DeviceNumber, cowSize: Sectors) {
@@ -79,6 +81,27 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     }
 }
 
+/// A frozen image mounted read-only for a file-level backup: a throwaway non-persistent snapshot
+/// of the base (its COW a loop over an unlinked file in memory), so the filesystem replays its
+/// journal into it and the base is never written.
+public struct ImageView: Codable, Hashable, Sendable {
+    /// The hidden dm device of the view (`NAME-dmsnap-view`).
+    public var device: DeviceName
+    public var uuid: String
+    public var mountPoint: String
+    public var fsType: String
+    /// True when dmsnap made the mount point (DIR/DEVICE): it removes it at umount.
+    public var madeDirectory: Bool
+
+    public init(device: DeviceName, uuid: String, mountPoint: String, fsType: String, madeDirectory: Bool) {
+        self.device = device
+        self.uuid = uuid
+        self.mountPoint = mountPoint
+        self.fsType = fsType
+        self.madeDirectory = madeDirectory
+    }
+}
+
 /// A set description that does not parse: which set, which file, and why in one line.
 public struct UnreadableSet: Hashable, Sendable {
     public var name: SetName
@@ -102,6 +125,16 @@ public enum DMSnapNaming {
 
     public static func baseUUID(set: SetName, index: Int) -> String {
         "\(uuidPrefix)\(set.value)-base\(index)"
+    }
+
+    public static let viewSuffix = "-dmsnap-view"
+
+    public static func viewName(for device: DeviceName) throws(ModelError) -> DeviceName {
+        try DeviceName(device.value + viewSuffix)
+    }
+
+    public static func viewUUID(set: SetName, index: Int) -> String {
+        "\(uuidPrefix)\(set.value)-view\(index)"
     }
 
     /// The set a base device's uuid names (`DMSNAP-SET-baseN`), nil for any other uuid.

@@ -83,11 +83,11 @@ public struct KernelView: Sendable {
         /// The devices of every recorded set.
         case recordedSets
 
-        /// The devices of `sets`: members and their bases.
+        /// The devices of `sets`: members, their bases and the views of their mounted images.
         public static func of(_ sets: [SnapshotSet]) -> Scope { .devices(names(of: sets)) }
 
         public static func names(of sets: [SnapshotSet]) -> Set<DeviceName> {
-            Set(sets.flatMap { $0.members.flatMap { [$0.device, $0.base] } })
+            Set(sets.flatMap { $0.members.flatMap { [$0.device, $0.base] + ($0.view.map { [$0.device] } ?? []) } })
         }
     }
 }

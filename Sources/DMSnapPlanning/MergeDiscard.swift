@@ -24,6 +24,7 @@ extension Planner {
         try requireRoot(view)
         try requireSettled(set)
         try refuseLost(set, view)
+        try refuseMountedImages(set)
         var toStart: [SnapshotSet.Member] = []
         var toRestart: [(SnapshotSet.Member, fromInterim: Bool)] = []
         for m in set.members {
@@ -144,6 +145,7 @@ extension Planner {
             return forgetPlan(set)
         }
         try refuseLost(set, view)
+        try refuseMountedImages(set)
         for m in set.members {
             let seen = observe(m, in: set, view: view)
             switch seen.runs {

@@ -19,6 +19,13 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     case thawIfFrozen(String)
     case save(SnapshotSet)
     case deleteState(SetName)
+    /// A throwaway snapshot of `origin` (its COW in memory, `scratch` sectors at most), hidden.
+    case createView(DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors)
+    case makeDirectory(String)
+    case removeDirectory(String)
+    /// Read-only, nodev, nosuid, noexec, with the type's own options (`nouuid` for xfs).
+    case mount(String, at: String, type: String, options: String)
+    case unmount(String)
 
     public var description: String {
         switch self {
@@ -36,13 +43,19 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .thawIfFrozen(m): "thaw \(m) if frozen"
         case let .save(s): "record set \(s.name) as \(s.phase.rawValue)"
         case let .deleteState(n): "delete record of set \(n)"
+        case let .createView(n, _, origin, _, _): "create \(n) (throwaway snapshot of \(origin))"
+        case let .makeDirectory(p): "make directory \(p)"
+        case let .removeDirectory(p): "remove directory \(p)"
+        case let .mount(d, mp, type, _): "mount \(d) (\(type), read-only) on \(mp)"
+        case let .unmount(mp): "unmount \(mp)"
         }
     }
 
     /// The dm device the action changes, if any.
     public var device: DeviceName? {
         switch self {
-        case let .create(n, _, _, _), let .load(n, _), let .clearInactive(n), let .suspend(n, _), let .resume(n), let .remove(n): n
+        case let .create(n, _, _, _), let .load(n, _), let .clearInactive(n), let .suspend(n, _), let .resume(n), let .remove(n),
+             let .createView(n, _, _, _, _): n
         default: nil
         }
     }
@@ -64,6 +77,11 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .thaw(m), let .thawIfFrozen(m): "fsfreeze -u \(m)"
         case let .save(s): "(dmsnap state: set \(s.name) should be recorded as \(s.phase.rawValue))"
         case let .deleteState(n): "rm \(stateDirectory)/\(n).json"
+        case let .createView(n, uuid, origin, size, _): "dmsetup create \(n) -u \(uuid) (snapshot of \(origin) over a scratch loop, \(size) sectors)"
+        case let .makeDirectory(p): "mkdir \(p)"
+        case let .removeDirectory(p): "rmdir \(p)"
+        case let .mount(d, mp, type, o): "mount -t \(type) -o ro,nodev,nosuid,noexec\(o.isEmpty ? "" : "," + o) \(d) \(mp)"
+        case let .unmount(mp): "umount \(mp)"
         }
     }
 }

@@ -15,9 +15,12 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         public var state: SetState
         /// Why the device is not active/merging (human text; not in the JSON contract's required fields).
         public var reason: String?
+        /// Where its frozen image is mounted (`dmsnap mount`), when it is.
+        public var imageMount: String?
 
         enum CodingKeys: String, CodingKey {
             case device, base, cow, state, reason
+            case imageMount = "image_mount"
             case chunkSectors = "chunk_sectors", cowTotalSectors = "cow_total_sectors", cowUsedSectors = "cow_used_sectors"
             case metadataSectors = "metadata_sectors", usedPercent = "used_percent"
         }
@@ -34,6 +37,7 @@ public struct SetStatus: Encodable, Hashable, Sendable {
             try c.encode(usedPercent.map { ($0 * 100).rounded() / 100 }, forKey: .usedPercent)
             try c.encode(state, forKey: .state)
             if let reason { try c.encode(reason, forKey: .reason) }
+            if let imageMount { try c.encode(imageMount, forKey: .imageMount) }
         }
     }
 
@@ -76,6 +80,7 @@ public struct SetStatus: Encodable, Hashable, Sendable {
             let seen = Planner.observe(m, in: set, view: view)
             var d = Device(device: m.device.value, base: m.base.value, cow: m.cow, chunkSectors: set.chunk.value,
                            cowTotalSectors: m.cowSize.value, state: seen.state, reason: seen.reason)
+            d.imageMount = m.view?.mountPoint
             if case let .valid(a, t, meta)? = seen.status {
                 d.cowTotalSectors = t.value
                 d.cowUsedSectors = a.value

@@ -422,6 +422,48 @@ public final class FakeKernel: KernelControl {
         return mountTable
     }
 
+    /// Directories that exist (for mount points), and whether each is empty.
+    public var directories: [String: Bool] = [:]
+
+    public func createView(_ name: DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors) throws(KernelError) {
+        try record("createview \(name) \(origin)", device: name.value, call: "create")
+        guard let o = devices[origin] else { throw KernelError(call: "create", device: name.value, errno: .noSuchAddressOrDevice) }
+        guard devices[name] == nil else { throw KernelError(call: "create", device: name.value, errno: .fileExists) }
+        // the scratch COW: a loop that exists as long as the view does
+        let scratchNumber = DeviceNumber(major: 7, minor: 200 + UInt32(devices.count))
+        blockNumbers["scratch:\(name)"] = scratchNumber
+        blocks["scratch:\(name)"] = Block(size: scratch)
+        addDevice(name, table: Table.single(size: size, .snapshot(SnapshotParams(origin: o.number, cow: scratchNumber, store: .transient, chunk: 8))), uuid: uuid)
+    }
+
+    public func mountFilesystem(_ device: String, at mountPoint: String, type: String, options: String) throws(KernelError) {
+        try record("mount \(device) \(mountPoint) \(type) \(options)", device: mountPoint, call: "mount")
+        guard directories[mountPoint] != nil else { throw KernelError(call: "mount", device: mountPoint, errno: .noSuchFileOrDirectory) }
+        guard device.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(device.dropFirst(12))), devices[name] != nil else {
+            throw KernelError(call: "mount", device: mountPoint, errno: .noSuchFileOrDirectory)
+        }
+        self.mount(name, at: mountPoint, fsType: type)
+    }
+
+    public func unmountFilesystem(_ mountPoint: String) throws(KernelError) {
+        try record("umount \(mountPoint)", device: mountPoint, call: "umount")
+        guard mountTable.contains(where: { $0.mountPoint == mountPoint }) else { throw KernelError(call: "umount", device: mountPoint, errno: .invalidArgument) }
+        unmount(mountPoint)
+    }
+
+    public func makeDirectory(_ path: String) throws(KernelError) {
+        try record("mkdir \(path)", device: path, call: "mkdir")
+        guard directories[path] == nil else { throw KernelError(call: "mkdir", device: path, errno: .fileExists) }
+        directories[path] = true
+    }
+
+    public func removeDirectory(_ path: String) throws(KernelError) {
+        try record("rmdir \(path)", device: path, call: "rmdir")
+        guard directories.removeValue(forKey: path) != nil else { throw KernelError(call: "rmdir", device: path, errno: .noSuchFileOrDirectory) }
+    }
+
+    public func isEmptyDirectory(_ path: String) -> Bool? { directories[path] }
+
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
         try record("syncfs \(mountPoint)", device: mountPoint, call: "syncfs")
     }

@@ -111,6 +111,27 @@ public final class FaultInjector: KernelControl {
     }
     public func fileSystemDevice(of path: String) -> DeviceNumber? { inner.fileSystemDevice(of: path) }
     public func mounts() throws(KernelError) -> [MountEntry] { try inner.mounts() }
+    public func createView(_ name: DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors) throws(KernelError) {
+        try changing("create view", name.value)
+        try inner.createView(name, uuid: uuid, origin: origin, size: size, scratch: scratch)
+    }
+    public func mountFilesystem(_ device: String, at mountPoint: String, type: String, options: String) throws(KernelError) {
+        try changing("mount", mountPoint)
+        try inner.mountFilesystem(device, at: mountPoint, type: type, options: options)
+    }
+    public func unmountFilesystem(_ mountPoint: String) throws(KernelError) {
+        try changing("umount", mountPoint)
+        try inner.unmountFilesystem(mountPoint)
+    }
+    public func makeDirectory(_ path: String) throws(KernelError) {
+        try changing("mkdir", path)
+        try inner.makeDirectory(path)
+    }
+    public func removeDirectory(_ path: String) throws(KernelError) {
+        try changing("rmdir", path)
+        try inner.removeDirectory(path)
+    }
+    public func isEmptyDirectory(_ path: String) -> Bool? { inner.isEmptyDirectory(path) }
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
         try changing("syncfs", mountPoint)
         try inner.syncFilesystem(mountPoint)

@@ -39,6 +39,9 @@ struct Status: ParsableCommand {
         // For people: what each set that needs something is, and the command that moves it on.
         if o == nil && !noheadings {
             for s in sets where s.hint != nil { print(s.summary) }
+            for s in sets {
+                for d in s.devices { if let mp = d.imageMount { print("set \(s.name): \(d.device)'s frozen image is mounted on \(mp)") } }
+            }
         }
     }
 }

@@ -113,3 +113,52 @@ struct ExportTests {
         #expect(export("vg0-live", .standardOutput).refusal?.description == "s: cannot export vg0-live's frozen image: set is merging: the merge writes into the frozen image; to move the set on: dmsnap merge s")
     }
 }
+
+@Suite("Mount the frozen image")
+struct MountTests {
+    @Test func mountsEachImageThroughAThrowawaySnapshotAndUnmountsIt() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        try #require(fx.take() != nil)
+        for k in fx.all { fx.dm.blocks[Fx.base(k).path] = nil }
+        fx.dm.directories["/backup"] = true
+        // the bases carry ext4 (what libblkid finds)
+        for k in fx.all {
+            fx.dm.addBlock(Fx.base(k).path, number: try #require(fx.dm.device(Fx.base(k))?.number), size: Fx.liveSectors, signature: k == 0 ? "ext4" : "xfs")
+        }
+        let views = try attempt { () throws(DMSnapError) in try fx.manager.mount("s", at: "/backup") }.get()
+        #expect(views.map(\.mountPoint) == ["/backup/vg0-live", "/backup/vg1-live"])
+        #expect(fx.dm.mountTable.contains { $0.mountPoint == "/backup/vg1-live" && $0.fsType == "xfs" })
+        #expect(fx.mutations.contains("mount /dev/mapper/vg1-live-dmsnap-view /backup/vg1-live xfs nouuid"))
+        let view = try #require(fx.dm.device(mkName("vg0-live-dmsnap-view")))
+        #expect(view.live?.targets.first?.params.snapshot?.store == .transient, "a throwaway snapshot")
+        #expect(view.live?.targets.first?.params.snapshot?.origin == .number(try #require(fx.dm.device(Fx.base(0))?.number)))
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.devices.map(\.imageMount) == ["/backup/vg0-live", "/backup/vg1-live"])
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.refusal?.description
+            == "s: vg0-live's frozen image is mounted on /backup/vg0-live (dmsnap mount); run 'dmsnap umount s' first")
+        let down = try attempt { () throws(DMSnapError) in try fx.manager.umount("s", target: "/backup") }.get()
+        #expect(down.count == 2)
+        #expect(fx.dm.device(mkName("vg0-live-dmsnap-view")) == nil)
+        #expect(fx.dm.directories["/backup/vg0-live"] == nil && fx.dm.directories["/backup"] != nil)
+        #expect(fx.store.sets[mkSetName("s")]?.members.allSatisfy { $0.view == nil } == true)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.merge("s") }.isSuccess)
+    }
+
+    @Test func refusesBeforeAnyChange() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        try #require(fx.take() != nil)
+        fx.dm.addBlock(Fx.base(0).path, number: try #require(fx.dm.device(Fx.base(0))?.number), size: Fx.liveSectors, signature: "btrfs")
+        fx.dm.directories["/empty"] = true
+        fx.dm.directories["/full"] = false
+        fx.dm.directories["/mnt/0/in"] = true
+        fx.dm.existingFiles.insert("/mnt/0/in")
+        fx.dm.resetTrace()
+        func mount(_ dir: String) -> String? { attempt { () throws(DMSnapError) in try fx.manager.mount("s", at: dir) }.refusal?.description }
+        #expect(mount("/nope") == "/nope: does not exist or is not a directory")
+        #expect(mount("/full") == "/full: is not empty")
+        #expect(mount("/mnt/0/in") == "/mnt/0/in: is on a filesystem of set s (on vg0-live): the backup would be written into the snapshot")
+        #expect(mount("/empty")?.hasPrefix("vg0-live: its frozen image btrfs in this kernel cannot mount") == true)
+        #expect(attempt { () throws(DMSnapError) in try fx.manager.umount("s") }.refusal?.description == "s: no frozen image of set s is mounted")
+        #expect(fx.mutations.isEmpty)
+    }
+}

@@ -63,6 +63,11 @@ func fxVerb(_ action: Action) -> String {
     case .thaw, .thawIfFrozen: "thaw"
     case .save: "save"
     case .deleteState: "delete"
+    case .createView: "createview"
+    case .makeDirectory: "mkdir"
+    case .removeDirectory: "rmdir"
+    case .mount: "mount"
+    case .unmount: "umount"
     }
 }
 

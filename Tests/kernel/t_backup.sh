@@ -128,3 +128,104 @@ test_export_streams_the_frozen_image() {
     refused_export 3 "a merging set" "set is merging: the merge writes into the frozen image" export s1 "$a" -o "$out/y.img"
     assert_exit 0 "merge" -- ds merge s1
 }
+
+# mount shows exactly the frozen content (ext4 and xfs), while a writer runs on the live device;
+# a second mount/umount cycle works; the base is never written (journal replay included); merge
+# and discard wait for umount; merge afterwards keeps every change; bad inputs change nothing.
+mount_frozen_image() {
+    local fs=$1 size=$2 live=${T_PREFIX}live mnt=$T_DIR/mnt cow img=$T_DIR/img frozen base_sum live_sum
+    fx create "$live" "$size" --fs "$fs" --mount "$mnt" >/dev/null
+    cow=$(fx cow "${T_PREFIX}cow" 64M)
+    mkdir -p "$mnt/tree"
+    for i in 1 2 3; do head -c $((i * 700000)) /dev/urandom >"$mnt/tree/f$i"; done
+    sync
+    frozen=$(fx checksum "$mnt/tree")
+    start_writer "$mnt"
+    local writer=$WRITER_PID
+    sleep 0.3
+    # an open-and-unlinked file at take: the image needs a replay (orphan / log) to be clean
+    exec {held}>"$mnt/held"
+    rm "$mnt/held"
+    assert_exit 0 "take" -- ds take s1 "$live=$cow"
+    exec {held}>&-
+    base_sum=$(fx checksum "$(base_of "$live")")
+    mkdir -p "$img"
+    local shmem0 shmem1
+    shmem0=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
+    for round in 1 2; do
+        assert_exit 0 "mount ($round)" -- ds mount s1 "$img" --json
+        assert_eq "$(json <(printf '%s' "$T_OUT") 'd["mounts"]')" "['$img']"
+        findmnt -n -o OPTIONS "$img" | grep -q '^ro' || fail "the image is not mounted read-only: $(findmnt -n -o OPTIONS "$img")"
+        assert_eq "$(fx checksum "$img/tree")" "$frozen" "round $round: the mounted image is not the frozen content"
+        cmp -n "$(stat -c %s "$img/writer.log")" "$img/writer.log" "$mnt/writer.log" || fail "the frozen writer log is not a prefix of the live one"
+        shmem1=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
+        log "round $round: scratch in memory after the mount: $((shmem1 - shmem0)) KiB"
+        assert_exit 0 "status" -- ds status s1 --json
+        assert_eq "$(json <(printf '%s' "$T_OUT") 'd["devices"][0].get("image_mount")')" "$img"
+        assert_exit 3 "merge while mounted" -- ds merge s1
+        assert_contains "$T_OUT" "frozen image is mounted on $img (dmsnap mount); run 'dmsnap umount s1' first"
+        assert_exit 3 "mount again" -- ds mount s1 "$T_DIR"
+        assert_contains "$T_OUT" "mounted on $img already"
+        assert_exit 0 "umount ($round)" -- ds umount s1 "$img"
+        mountpoint -q "$img" && fail "still mounted"
+        assert_exit '!0' "the view is gone" -- dmsetup info "${live}-dmsnap-view"
+    done
+    stop_writer "$writer"
+    assert_eq "$(fx checksum "$(base_of "$live")")" "$base_sum" "the base was written (a replay reached it)"
+    # bad inputs: one line, nothing changed
+    local before
+    before=$(kernel_state)
+    mkdir -p "$T_DIR/full"
+    touch "$T_DIR/full/x" "$T_DIR/afile"
+    refused_mount() {
+        assert_exit "$1" "$2" -- ds "${@:4}"
+        assert_contains "$T_OUT" "$3"
+        assert_eq "$(grep -c . <<<"$T_OUT")" 1 "$2: not one line: $T_OUT"
+        assert_eq "$(kernel_state)" "$before" "$2: kernel state changed"
+    }
+    refused_mount 3 "unknown set" "no such snapshot set" mount nope "$img"
+    refused_mount 3 "unknown device" "not a device of set s1" mount s1 "${T_PREFIX}zz" "$img"
+    refused_mount 3 "missing dir" "does not exist or is not a directory" mount s1 "$T_DIR/none"
+    refused_mount 3 "a file" "does not exist or is not a directory" mount s1 "$T_DIR/afile"
+    refused_mount 3 "not empty" "is not empty" mount s1 "$T_DIR/full"
+    mkdir -p "$mnt/inside"
+    refused_mount 3 "inside the set" "is on a filesystem of set s1" mount s1 "$mnt/inside"
+    refused_mount 3 "umount of nothing" "no frozen image of set s1 is mounted" umount s1
+    refused_mount 3 "umount of something else" "not an image dmsnap mounted" umount s1 "$T_DIR/full"
+    rmdir "$mnt/inside"
+    # merge afterwards keeps every change
+    sync
+    live_sum=$(fx checksum "$mnt")
+    assert_exit 0 "merge" -- ds merge s1
+    assert_eq "$(fx checksum "$mnt")" "$live_sum" "merge lost data"
+}
+
+test_mount_frozen_image_ext4() { mount_frozen_image ext4 128M; }
+test_mount_frozen_image_xfs() { mount_frozen_image xfs 320M; }
+
+# several devices: each under DIR/DEVICE; umount by DIR takes them all down; a discard waits
+test_mount_every_device_of_a_set() {
+    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb img=$T_DIR/img sa sb
+    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
+    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
+    ca=$(fx cow "${T_PREFIX}ca" 16M)
+    cb=$(fx cow "${T_PREFIX}cb" 16M)
+    head -c 1M /dev/urandom >"$ma/f"
+    head -c 1M /dev/urandom >"$mb/f"
+    sync
+    sa=$(fx checksum "$ma")
+    sb=$(fx checksum "$mb")
+    assert_exit 0 "take" -- ds take s1 "$a=$ca" "$b=$cb"
+    head -c 1M /dev/urandom >"$ma/after"
+    mkdir -p "$img"
+    assert_exit 0 "mount all" -- ds mount s1 "$img"
+    assert_eq "$(fx checksum "$img/$a") $(fx checksum "$img/$b")" "$sa $sb" "the images are not the frozen content"
+    umount "$ma" "$mb"
+    assert_exit 3 "discard while the images are mounted" -- ds discard s1
+    assert_contains "$T_OUT" "run 'dmsnap umount s1' first"
+    assert_exit 0 "umount by the directory" -- ds umount s1 "$img"
+    assert_eq "$(ls -A "$img")" "" "the directories dmsnap made are left"
+    assert_exit 0 "discard" -- ds discard s1
+    mount "/dev/mapper/$a" "$ma"
+    assert_eq "$(fx checksum "$ma")" "$sa" "discard did not restore the frozen image"
+}

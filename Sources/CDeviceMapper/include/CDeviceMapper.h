@@ -74,6 +74,11 @@ int cdm_o_direct(void);
 /// O_TMPFILE (likewise).
 int cdm_o_tmpfile(void);
 
+/// Attaches a free loop device to `backing_fd` with LO_FLAGS `flags` (e.g. autoclear); its
+/// number, and an open fd of it (with autoclear, closing the last one detaches it).
+int cdm_loop_attach(int backing_fd, int flags, unsigned *out_major, unsigned *out_minor, int *out_fd);
+int cdm_loop_autoclear(void);
+
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
 /// The first of them that arrived since `cdm_signals_catch`, or 0.
