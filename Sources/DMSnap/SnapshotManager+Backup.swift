@@ -76,9 +76,10 @@ extension SnapshotManager {
 extension SnapshotManager {
     /// Streams `device`'s frozen image (its base) to `output`. Refused before anything is
     /// written: a set that is not active, an output file that exists (unless `overwrite`) or
-    /// that lies on a filesystem of the set. `progress` gets (bytes read, image size).
+    /// that lies on a filesystem of the set. With `checksum`, the summary has the SHA-256 of
+    /// the raw image. `progress` gets (bytes read, image size).
     public func export(_ name: String, device: String, to output: ExportOutput, compression: Compression = .none,
-                       level: Int? = nil, progress: (UInt64, UInt64) -> Void = { _, _ in }) throws(DMSnapError) -> ExportSummary {
+                       level: Int? = nil, checksum: Bool = true, progress: (UInt64, UInt64) -> Void = { _, _ in }) throws(DMSnapError) -> ExportSummary {
         let set = try existing(name)
         let level = level ?? compression.defaultLevel
         guard compression.levels.contains(level) else {
@@ -99,7 +100,8 @@ extension SnapshotManager {
         let size = m.size.bytes
         let interruption = interruption
         do {
-            return try kernel.exportImage(m.base.path, to: output, compression: compression, level: level) { done in
+            return try kernel.exportImage(m.base.path, to: output, compression: compression, level: level,
+                                          checksum: checksum) { done in
                 progress(done, size)
                 return interruption?() == nil
             }

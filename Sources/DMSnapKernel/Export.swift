@@ -15,7 +15,7 @@ extension LinuxKernel {
     static let exportBlock = 4 << 20
 
     public func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
-                            progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
+                            checksum: Bool, progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
         let started = ContinuousClock.now
         var direct = true
         var source = open(path, O_RDONLY | O_CLOEXEC | cdm_o_direct())
@@ -28,9 +28,12 @@ extension LinuxKernel {
         let target = try ExportTarget(output)
         var finished = false
         defer { if !finished { target.abandon() } }
-        guard let hash = cdm_sha256_new() else { throw KernelError(call: "sha256", device: path, errno: .noMemory) }
-        var hashed = false
-        defer { if !hashed { var d = [UInt8](repeating: 0, count: 32); cdm_sha256_final(hash, &d) } }
+        var hash: OpaquePointer?
+        if checksum {
+            guard let h = cdm_sha256_new() else { throw KernelError(call: "sha256", device: path, errno: .noMemory) }
+            hash = h
+        }
+        defer { if let hash { var d = [UInt8](repeating: 0, count: 32); cdm_sha256_final(hash, &d) } }
         var compressor: OpaquePointer?
         if compression != .none {
             guard let c = cdm_compressor_new(compression == .zstd ? Int32(CDM_ZSTD) : Int32(CDM_GZIP), Int32(level)) else {
@@ -57,7 +60,7 @@ extension LinuxKernel {
                 n += r
             }
             if n == 0 { break }
-            cdm_sha256_update(hash, buffer.baseAddress, n)
+            if let hash { cdm_sha256_update(hash, buffer.baseAddress, n) }
             if let compressor {
                 guard cdm_compress_write(compressor, target.fd, buffer.baseAddress, n, 0, &written) == 0 else {
                     throw KernelError(call: "write", device: target.name, errno: Errno(rawValue: errno))
@@ -77,10 +80,13 @@ extension LinuxKernel {
         _ = progress(read)
         try target.finish(length: compression == .none ? read : nil)
         finished = true
-        var digest = [UInt8](repeating: 0, count: 32)
-        cdm_sha256_final(hash, &digest)
-        hashed = true
-        let hex = digest.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        var hex: String?
+        if let h = hash {
+            var digest = [UInt8](repeating: 0, count: 32)
+            cdm_sha256_final(h, &digest)
+            hash = nil
+            hex = digest.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        }
         let elapsed = ContinuousClock.now - started
         return ExportSummary(bytesRead: read, bytesWritten: written,
                              seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, sha256: hex)
@@ -129,27 +135,34 @@ struct ExportTarget {
         }
     }
 
-    /// Writes `bytes` at `offset`; for a file, runs of 64 KiB of zeros are left as holes.
+    /// Writes `bytes` at `offset`; for a file, aligned runs of 64 KiB of zeros are left as
+    /// holes, and the data between them goes out in one write each (a stream: one write).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(KernelError) {
+        guard sparse else { return try put(bytes, at: offset) }
         let step = 64 << 10
         var i = 0
         while i < bytes.count {
-            let end = min(i + step, bytes.count)
-            let piece = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
-            if !(sparse && piece.allSatisfy { $0 == 0 }) {
-                var done = 0
-                while done < piece.count {
-                    let w = sparse
-                        ? pwrite(fd, piece.baseAddress! + done, piece.count - done, off_t(offset) + off_t(i + done))
-                        : Glibc.write(fd, piece.baseAddress! + done, piece.count - done)
-                    if w < 0 {
-                        if errno == EINTR { continue }
-                        throw KernelError(call: "write", device: name, errno: Errno(rawValue: errno))
-                    }
-                    done += w
-                }
-            }
+            // skip a run of zero pieces, then write the run of data pieces after it at once
+            while i < bytes.count, cdm_is_zero(bytes.baseAddress! + i, min(step, bytes.count - i)) != 0 { i += step }
+            var end = i
+            while end < bytes.count, cdm_is_zero(bytes.baseAddress! + end, min(step, bytes.count - end)) == 0 { end += step }
+            end = min(end, bytes.count)
+            if end > i { try put(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), at: offset + UInt64(i)) }
             i = end
+        }
+    }
+
+    private func put(_ piece: UnsafeRawBufferPointer, at offset: UInt64) throws(KernelError) {
+        var done = 0
+        while done < piece.count {
+            let w = sparse
+                ? pwrite(fd, piece.baseAddress! + done, piece.count - done, off_t(offset) + off_t(done))
+                : Glibc.write(fd, piece.baseAddress! + done, piece.count - done)
+            if w < 0 {
+                if errno == EINTR { continue }
+                throw KernelError(call: "write", device: name, errno: Errno(rawValue: errno))
+            }
+            done += w
         }
     }
 

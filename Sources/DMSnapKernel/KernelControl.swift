@@ -60,11 +60,11 @@ public protocol BlockDeviceControl: AnyObject {
     func readDirect(_ path: String, offset: UInt64, count: Int) throws(KernelError) -> [UInt8]
     /// Writes `bytes` zero bytes at offset 0 and syncs them.
     func zeroHeader(_ path: String, bytes: Int) throws(KernelError)
-    /// Streams the block device at `path` to `output` (large O_DIRECT reads, a SHA-256 of what
-    /// was read, optional compression; a raw file output is sparse). `progress` gets the bytes
+    /// Streams the block device at `path` to `output` (large O_DIRECT reads, with `checksum` a
+    /// SHA-256 of what was read, optional compression; a raw file output is sparse). `progress` gets the bytes
     /// read so far and says whether to go on (false stops with EINTR, leaving no output file).
     func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
-                     progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary
+                     checksum: Bool, progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary
     /// Erases the magic of every signature libblkid finds (as `wipefs -a` does) and syncs.
     /// Returns what was wiped.
     @discardableResult

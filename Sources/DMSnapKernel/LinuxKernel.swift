@@ -36,6 +36,10 @@ public final class LinuxKernel {
     /// between its steps, rolls back or finishes, and says how it ended.
     public static func catchInterrupts() { cdm_signals_catch() }
 
+    /// Lowers this process's CPU and I/O priority (nice 10, best-effort I/O level 7), for work
+    /// like an export that should not slow the live system. Best effort: a failure changes nothing.
+    public static func backgroundPriority() { _ = cdm_background_priority() }
+
     /// SIGINT or SIGTERM, if one arrived since `catchInterrupts`.
     public static var pendingSignal: Int32? {
         let s = cdm_signal_pending()

@@ -35,10 +35,10 @@ public struct ExportSummary: Hashable, Sendable, Codable {
     /// Bytes of the output (a sparse file's length counts its holes).
     public var bytesWritten: UInt64
     public var seconds: Double
-    /// SHA-256 of the raw image (before compression), hex.
-    public var sha256: String
+    /// SHA-256 of the raw image (before compression), hex; nil when not asked for.
+    public var sha256: String?
 
-    public init(bytesRead: UInt64, bytesWritten: UInt64, seconds: Double, sha256: String) {
+    public init(bytesRead: UInt64, bytesWritten: UInt64, seconds: Double, sha256: String?) {
         self.bytesRead = bytesRead
         self.bytesWritten = bytesWritten
         self.seconds = seconds

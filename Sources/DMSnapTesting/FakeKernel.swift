@@ -362,7 +362,7 @@ public final class FakeKernel: KernelControl {
     /// Exports `contents[path]` (zeros to the device's size) raw, whatever the compression, to
     /// a real file or to nowhere (standard output); the digest is of the byte count.
     public func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
-                            progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
+                            checksum: Bool, progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
         try record("export \(path)", device: path, call: "export")
         let size = try blockDevice(at: path).size.bytes
         guard progress(0) else { throw KernelError(call: "export", device: path, errno: .interrupted) }
@@ -375,7 +375,7 @@ public final class FakeKernel: KernelControl {
             close(fd)
         }
         _ = progress(size)
-        return ExportSummary(bytesRead: size, bytesWritten: size, seconds: 0, sha256: "fake-\(size)")
+        return ExportSummary(bytesRead: size, bytesWritten: size, seconds: 0, sha256: checksum ? "fake-\(size)" : nil)
     }
 
     /// A fake mount point (or a path in `existingFiles` under one) is on the mount's device; a

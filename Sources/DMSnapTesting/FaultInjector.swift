@@ -106,8 +106,8 @@ public final class FaultInjector: KernelControl {
         return try inner.wipeSignatures(path)
     }
     public func exportImage(_ path: String, to output: ExportOutput, compression: Compression, level: Int,
-                            progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
-        try inner.exportImage(path, to: output, compression: compression, level: level, progress: progress)
+                            checksum: Bool, progress: (UInt64) -> Bool) throws(KernelError) -> ExportSummary {
+        try inner.exportImage(path, to: output, compression: compression, level: level, checksum: checksum, progress: progress)
     }
     public func fileSystemDevice(of path: String) -> DeviceNumber? { inner.fileSystemDevice(of: path) }
     public func mounts() throws(KernelError) -> [MountEntry] { try inner.mounts() }

@@ -68,6 +68,11 @@ cdm_sha256 *cdm_sha256_new(void);
 void cdm_sha256_update(cdm_sha256 *h, const void *p, size_t n);
 /// Writes the digest and frees `h`.
 void cdm_sha256_final(cdm_sha256 *h, unsigned char out[32]);
+/// 1 when the n bytes at p are all zero.
+int cdm_is_zero(const void *p, size_t n);
+/// Lowers this process's CPU priority (nice 10) and I/O priority (best effort, lowest level),
+/// as a backup should run. 0, or -1 with errno.
+int cdm_background_priority(void);
 
 /// O_DIRECT (glibc shows it only with _GNU_SOURCE).
 int cdm_o_direct(void);
