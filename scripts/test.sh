@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh - every test: host unit tests (swift test) and the kernel suite inside a real
-# Linux 6.1 kernel (User-Mode Linux) against real dm devices on loop devices.
+# test.sh - every test: host unit tests (swift test), the kernel suite inside a real
+# Linux 6.1 kernel (User-Mode Linux) against real dm devices on loop devices, and the install
+# tests (release build, Debian package, manual pages, completions, systemd unit).
 # Ends with one summary line: "total: N passed, N failed". Exit 0 only if all passed
 # and the kernel suite really ran.
 #   scripts/test.sh [KERNEL_FILTER]      (KERNEL_FILTER: regex over kernel test names)
@@ -82,7 +83,25 @@ if ((kernel_pass + kernel_fail == 0)); then
     kernel_fail=1
 fi
 
+echo "== install (release build, Debian package, lintian, manual pages, completions, unit)"
+install_pass=0 install_fail=0
+if swift build -c release --product dmsnap >"$log/release-build.txt" 2>&1; then
+    Tests/install/test-install.sh "$(swift build -c release --show-bin-path)/dmsnap" 2>&1 | tee "$log/install.txt"
+    summary=$(grep -E "^install: [0-9]+ passed, [0-9]+ failed" "$log/install.txt" | tail -1 || true)
+    if [[ -z $summary ]]; then
+        echo "the install tests did not run to their summary: that is a failure"
+        install_fail=1
+    else
+        install_pass=$(sed -E 's/^install: ([0-9]+) passed.*/\1/' <<<"$summary")
+        install_fail=$(sed -E 's/^install: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")
+    fi
+else
+    echo "release build failed (see $log/release-build.txt)"
+    install_fail=1
+fi
+
 echo "unit: $unit_pass passed, $unit_fail failed"
 echo "kernel: $kernel_pass passed, $kernel_fail failed"
-echo "total: $((unit_pass + kernel_pass)) passed, $((unit_fail + kernel_fail)) failed"
-((unit_fail + kernel_fail == 0))
+echo "install: $install_pass passed, $install_fail failed"
+echo "total: $((unit_pass + kernel_pass + install_pass)) passed, $((unit_fail + kernel_fail + install_fail)) failed"
+((unit_fail + kernel_fail + install_fail == 0))

@@ -120,7 +120,10 @@ extension SnapshotManager {
     @discardableResult
     public func mount(_ name: String, device: String? = nil, at dir: String) throws(DMSnapError) -> [ImageView] {
         _ = try existing(name)
-        return try locked { () throws(DMSnapError) -> [ImageView] in
+        let mounted = { (views: [ImageView]) in
+            "frozen image mounted read-only at " + views.map { "\($0.mountPoint) (\($0.fsType))" }.joined(separator: ", ")
+        }
+        return try journaled(name, "mount", mounted) { () throws(DMSnapError) -> [ImageView] in try locked { () throws(DMSnapError) -> [ImageView] in
             let set = try existing(name)
             let v = try view(scope: .all)
             var fsTypes: [DeviceName: String] = [:]
@@ -135,7 +138,7 @@ extension SnapshotManager {
             }
             try execute(mountPlan, for: set.name)
             return zip(set.members, updated.members).compactMap { old, new in old.view == nil ? new.view : nil }
-        }
+        } }
     }
 
     /// Unmounts frozen images `mount` mounted: all of the set's, or the one `target` (a device
@@ -143,12 +146,15 @@ extension SnapshotManager {
     @discardableResult
     public func umount(_ name: String, target: String? = nil) throws(DMSnapError) -> [ImageView] {
         _ = try existing(name)
-        return try locked { () throws(DMSnapError) -> [ImageView] in
+        let unmounted = { (views: [ImageView]) in
+            "frozen image unmounted from " + views.map(\.mountPoint).joined(separator: ", ")
+        }
+        return try journaled(name, "umount", unmounted) { () throws(DMSnapError) -> [ImageView] in try locked { () throws(DMSnapError) -> [ImageView] in
             let set = try existing(name)
             let v = try view(scope: .of([set]))
             let (updated, umountPlan) = try plan { () throws(PlanError) in try Planner.unmountImages(set, target: target, view: v) }
             try execute(umountPlan, for: set.name)
             return zip(set.members, updated.members).compactMap { old, new in new.view == nil ? old.view : nil }
-        }
+        } }
     }
 }

@@ -3,14 +3,19 @@ extension SnapshotManager {
     @discardableResult
     public func startMerge(_ name: String) throws(DMSnapError) -> SnapshotSet {
         _ = try existing(name)
-        return try locked { () throws(DMSnapError) -> SnapshotSet in
-            let set = try existing(name)
-            let v = try view(scope: .of([set]))
-            if let start = try plan({ () throws(PlanError) in try Planner.startMerge(set, view: v) }) {
+        let (set, started) = try journaled(name, "merge", { $0.1 ? "merge started" : nil }) { () throws(DMSnapError) -> (SnapshotSet, Bool) in
+            try locked { () throws(DMSnapError) -> (SnapshotSet, Bool) in
+                let set = try existing(name)
+                let v = try view(scope: .of([set]))
+                guard let start = try plan({ () throws(PlanError) in try Planner.startMerge(set, view: v) }) else {
+                    return (set, false)
+                }
                 try execute(start, for: set.name)
+                return (set, true)
             }
-            return set.with(phase: .merging)
         }
+        _ = started
+        return set.with(phase: .merging)
     }
 
     /// Sectors still to copy back, over all members.
@@ -59,20 +64,24 @@ extension SnapshotManager {
             }
             sleep(for: pollInterval)
         }
-        try locked { () throws(DMSnapError) in
-            let current = try existing(name)
-            let v = try view(scope: .of([current]))
-            try execute(try plan { () throws(PlanError) in try Planner.finishMerge(current, view: v) }, for: current.name)
+        try journaled(name, "merge", { "merged: every change is in the devices; set forgotten" }) { () throws(DMSnapError) in
+            try locked { () throws(DMSnapError) in
+                let current = try existing(name)
+                let v = try view(scope: .of([current]))
+                try execute(try plan { () throws(PlanError) in try Planner.finishMerge(current, view: v) }, for: current.name)
+            }
         }
     }
 
     /// Throws every change away: each device returns to the frozen image. Every device must be closed.
     public func discard(_ name: String) throws(DMSnapError) {
         _ = try existing(name)
-        try locked { () throws(DMSnapError) in
-            let set = try existing(name)
-            let v = try view(scope: .of([set]))
-            try execute(try plan { () throws(PlanError) in try Planner.discard(set, view: v) }, for: set.name)
+        try journaled(name, "discard", { "discarded: the devices hold the frozen image again; set forgotten" }) { () throws(DMSnapError) in
+            try locked { () throws(DMSnapError) in
+                let set = try existing(name)
+                let v = try view(scope: .of([set]))
+                try execute(try plan { () throws(PlanError) in try Planner.discard(set, view: v) }, for: set.name)
+            }
         }
     }
 }
@@ -83,12 +92,14 @@ extension SnapshotManager {
     /// user should know (what each COW still holds).
     public func forget(_ name: String) throws(DMSnapError) -> [String] {
         _ = try existing(name)
-        return try locked { () throws(DMSnapError) -> [String] in
-            let set = try existing(name)
-            let v = try view(scope: .of([set]))
-            let (forgetPlan, notes) = try plan { () throws(PlanError) in try Planner.forget(set, view: v) }
-            try execute(forgetPlan)
-            return notes
+        return try journaled(name, "forget", { (["forgotten"] + $0).joined(separator: "; ") }) { () throws(DMSnapError) -> [String] in
+            try locked { () throws(DMSnapError) -> [String] in
+                let set = try existing(name)
+                let v = try view(scope: .of([set]))
+                let (forgetPlan, notes) = try plan { () throws(PlanError) in try Planner.forget(set, view: v) }
+                try execute(forgetPlan)
+                return notes
+            }
         }
     }
 }

@@ -16,24 +16,30 @@ extension SnapshotManager {
         }
         var report: [String] = []
         for n in names {
-            let (lines, needsMerge) = try locked { () throws(DMSnapError) -> ([String], Bool) in try recoverLocked(n) }
+            let settled = try journaled(n, "recover", { $0.changed ? $0.lines.joined(separator: "; ") : nil }) {
+                () throws(DMSnapError) -> (lines: [String], needsMerge: Bool, changed: Bool) in
+                try locked { () throws(DMSnapError) -> (lines: [String], needsMerge: Bool, changed: Bool) in try recoverLocked(n) }
+            }
+            let (lines, needsMerge) = (settled.lines, settled.needsMerge)
             if needsMerge { try merge(n) }
             report += lines
         }
         return report
     }
 
-    func recoverLocked(_ name: String) throws(DMSnapError) -> ([String], Bool) {
+    /// Settles one set: the lines saying what happened, whether a merge is to be finished, and
+    /// whether anything changed.
+    func recoverLocked(_ name: String) throws(DMSnapError) -> (lines: [String], needsMerge: Bool, changed: Bool) {
         var lines: [String] = []
         let set: SnapshotSet
         switch try lookup(name) {
         case let .recorded(recorded): set = recorded
         case let .stray(setName, view):
-            guard let rebuilt = try rebuild(setName, view, into: &lines) else { return (lines, false) }
+            guard let rebuilt = try rebuild(setName, view, into: &lines) else { return (lines, false, true) }
             set = rebuilt
         }
-        let (line, needsMerge) = try settle(set)
-        return (lines + [line], needsMerge)
+        let (line, needsMerge, changed) = try settle(set)
+        return (lines + [line], needsMerge, changed || !lines.isEmpty)
     }
 
     /// Rebuilds the description of `name` from its devices in the kernel and records it. With no
@@ -59,7 +65,7 @@ extension SnapshotManager {
         return set
     }
 
-    func settle(_ set: SnapshotSet) throws(DMSnapError) -> (String, Bool) {
+    func settle(_ set: SnapshotSet) throws(DMSnapError) -> (String, Bool, Bool) {
         let v1 = try view(scope: .of([set]))
         let first = try plan { () throws(PlanError) in try Planner.resumeStage(set, view: v1) }
         try execute(first)
@@ -69,7 +75,7 @@ extension SnapshotManager {
         var line = settlement.summary
         let resumed = first.steps.count
         if resumed > 0 { line += " (resumed \(resumed) suspended device\(resumed == 1 ? "" : "s"))" }
-        return (line, settlement.needsMerge)
+        return (line, settlement.needsMerge, resumed > 0 || !settlement.plan.steps.isEmpty)
     }
 
     /// Records each base's fingerprint (after take, outside the freeze window) and returns the
@@ -97,7 +103,38 @@ extension SnapshotManager {
     /// the persistent COWs. Refuses a device whose content changed since take unless `force`.
     public func activate(_ name: String, force: Bool = false) throws(DMSnapError) {
         _ = try existing(name)
-        try locked { () throws(DMSnapError) in try activateLocked(name, force: force) }
+        try journaled(name, "activate", { force ? "activated (--force: not checked against the take)" : "activated" }) { () throws(DMSnapError) in
+            try locked { () throws(DMSnapError) in try activateLocked(name, force: force) }
+        }
+    }
+
+    /// At boot (`dmsnap activate --all`, the dmsnap-activate unit): activates every inactive set
+    /// whose live devices all exist again; leaves the others, saying why. One failure does not
+    /// stop the rest. Returns what happened to each recorded set.
+    public func activateAll() throws(DMSnapError) -> [BootActivation] {
+        var outcomes: [BootActivation] = []
+        for status in try status() {
+            guard status.state == .inactive else {
+                let why = status.state == .active ? "already active" : status.summary
+                outcomes.append(BootActivation(set: status.name, outcome: .skipped, detail: why))
+                continue
+            }
+            let set = try existing(status.name)
+            let v = try view(scope: .of([set]))
+            let missing = set.members.filter { v.devices[$0.device] == nil }.map(\.device.value)
+            guard missing.isEmpty else {
+                outcomes.append(BootActivation(set: status.name, outcome: .skipped,
+                                               detail: "not there yet: \(missing.joined(separator: ", ")); run 'dmsnap activate \(status.name)' once it is"))
+                continue
+            }
+            do {
+                try activate(status.name)
+                outcomes.append(BootActivation(set: status.name, outcome: .activated, detail: nil))
+            } catch {
+                outcomes.append(BootActivation(set: status.name, outcome: .failed, detail: error.description))
+            }
+        }
+        return outcomes
     }
 
     func activateLocked(_ name: String, force: Bool) throws(DMSnapError) {
@@ -129,5 +166,20 @@ extension Array where Element: Hashable {
     func uniqued() -> [Element] {
         var seen: Set<Element> = []
         return filter { seen.insert($0).inserted }
+    }
+}
+
+/// What `activateAll` did with one set.
+public struct BootActivation: Hashable, Sendable, Encodable {
+    public enum Outcome: String, Hashable, Sendable, Encodable { case activated, skipped, failed }
+    public var set: String
+    public var outcome: Outcome
+    /// Why it was skipped or failed.
+    public var detail: String?
+
+    public init(set: String, outcome: Outcome, detail: String?) {
+        self.set = set
+        self.outcome = outcome
+        self.detail = detail
     }
 }

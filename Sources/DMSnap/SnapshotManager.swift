@@ -16,6 +16,10 @@ public final class SnapshotManager {
     public var logger: Logger {
         didSet { executor.logger = logger }
     }
+    /// One line per state change of a set, for the system log (the CLI sends it to syslog): the
+    /// set, what happened and the outcome, as metadata `set`, `action` and `outcome` too. Refusals
+    /// are not logged: nothing changed.
+    public var journal = Logger(label: "dmsnap.journal")
     /// Time between status polls while waiting for a merge (short: the wait is quantised by it).
     public var pollInterval: Duration = .milliseconds(10)
     /// Serialises changing commands between processes; nil for none (tests on the fake).
@@ -73,6 +77,31 @@ public final class SnapshotManager {
         return try body()
     }
 
+    /// Runs `body`, a command that changes set `name`, and writes its outcome to the journal:
+    /// `what(result)` when it worked (nil: nothing changed), the error when it failed (a refusal
+    /// is not written).
+    func journaled<T>(_ name: String, _ action: String, _ what: (T) -> String?,
+                      _ body: () throws(DMSnapError) -> T) throws(DMSnapError) -> T {
+        do {
+            let result = try body()
+            if let line = what(result) {
+                journal.notice("set \(name): \(line)", metadata: ["set": "\(name)", "action": "\(action)", "outcome": "done"])
+            }
+            return result
+        } catch {
+            let outcome: String
+            switch error {
+            case .refused: throw error
+            case let .failed(e) where e.rolledBack: outcome = "rolled back"
+            case .interrupted: outcome = "interrupted"
+            default: outcome = "failed"
+            }
+            journal.error("set \(name): \(action) \(outcome == "failed" ? "failed" : "failed, \(outcome)"): \(error)",
+                          metadata: ["set": "\(name)", "action": "\(action)", "outcome": "\(outcome)"])
+            throw error
+        }
+    }
+
     /// A plan from the planner; its refusal becomes the command's.
     func plan<T>(_ body: () throws(PlanError) -> T) throws(DMSnapError) -> T {
         do { return try body() } catch { throw .refused(error) }
@@ -94,7 +123,10 @@ public final class SnapshotManager {
     @discardableResult
     public func take(_ request: TakeRequest) throws(DMSnapError) -> SnapshotSet {
         try requireRoot()
-        return try locked { () throws(DMSnapError) -> SnapshotSet in
+        let taken = { (set: SnapshotSet) in
+            "taken: " + set.members.map { "\($0.device)=\($0.cow)" }.joined(separator: ", ")
+        }
+        return try journaled(request.set, "take", taken) { () throws(DMSnapError) -> SnapshotSet in try locked { () throws(DMSnapError) -> SnapshotSet in
             let lookups = request.lookups
             let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
@@ -102,7 +134,7 @@ public final class SnapshotManager {
             defer { executor.freezeTimeout = nil }
             try execute(takePlan, for: set.name)
             return recordFingerprints(set.with(phase: .active))
-        }
+        } }
     }
 
     // MARK: status

@@ -7,9 +7,14 @@ import Logging
 /// /mnt`) and when it returns (`… done freeze /mnt`); with `DMSNAP_DEBUG` libdevmapper's own lines.
 /// Trace lines are stamped when they happen and written in batches (at exit, or before any other
 /// line), so tracing does not add a write(2) per step to the freeze window it measures.
+/// The system log (syslog(3), `SyslogHandler`) gets the journal (one line per state change of a
+/// set) and the warnings, from changing commands (`syslog`).
 enum CLILog {
     static let label = "dmsnap"
     static let libdevmapperLabel = "dmsnap.libdevmapper"
+    static let journalLabel = "dmsnap.journal"
+    /// Whether lines go to the system log: set by `makeManager` for changing commands.
+    nonisolated(unsafe) static var syslog = false
 
     static func bootstrap() {
         let env = ProcessInfo.processInfo.environment
@@ -17,6 +22,7 @@ enum CLILog {
         let debug = env["DMSNAP_DEBUG"] != nil
         let start = ContinuousClock.now
         LoggingSystem.bootstrap { label in
+            if label == journalLabel { return SyslogHandler(logLevel: .notice) }
             var level: Logger.Level = .warning
             if label == libdevmapperLabel {
                 if debug { level = .debug }
@@ -25,7 +31,9 @@ enum CLILog {
             } else if debug {
                 level = .debug
             }
-            return Handler(logLevel: level, start: start)
+            let handler = Handler(logLevel: level, start: start)
+            guard label == self.label else { return handler }
+            return MultiplexLogHandler([handler, SyslogHandler(logLevel: .warning)])
         }
     }
 

@@ -11,8 +11,8 @@ struct Changes: ParsableCommand {
             """
     )
 
-    @Argument(help: "The set.") var set: String
-    @Argument(help: "One device of the set; all when omitted.") var device: String?
+    @Argument(help: "The set.", completion: .setNames) var set: String
+    @Argument(help: "One device of the set; all when omitted.", completion: .deviceNames) var device: String?
     @Flag(help: "Print JSON: {\"set\", \"devices\":[{\"device\", \"chunk_bytes\", \"changed_bytes\", \"ranges\", \"changed\":[{\"offset\", \"length\"}]}]}.")
     var json = false
 

@@ -7,12 +7,12 @@ struct Discard: ParsableCommand {
         discussion: "Every device of the set must be unmounted and closed."
     )
 
-    @Argument(help: "The set.") var set: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     func run() throws {
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         try cli { () throws(DMSnapError) in try manager.discard(set) }
         if json {
             try Output.json(SetResult(set: set, state: "discarded"))

@@ -26,8 +26,8 @@ struct Export: ParsableCommand {
             """
     )
 
-    @Argument(help: "The set.") var set: String
-    @Argument(help: "The device whose frozen image to export.") var device: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
+    @Argument(help: "The device whose frozen image to export.", completion: .deviceNames) var device: String
     @Option(name: .short, help: ArgumentHelp("Write to FILE ('-': standard output, the default).", valueName: "file"))
     var o: String = "-"
     @Option(help: "none, zstd or gzip.") var compress: Compression = .none

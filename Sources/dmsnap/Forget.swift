@@ -11,9 +11,9 @@ struct Forget: ParsableCommand {
             """
     )
 
-    @Argument(help: "The set.") var set: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     struct Result: Encodable {
         var set: String
@@ -22,7 +22,7 @@ struct Forget: ParsableCommand {
     }
 
     func run() throws {
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let notes = try cli { () throws(DMSnapError) in try manager.forget(set) }
         if json {
             try Output.json(Result(set: set, state: "forgotten", notes: notes))

@@ -7,10 +7,10 @@ struct Merge: ParsableCommand {
         discussion: "Run again after --no-wait (or an interruption) to wait for the merge and finish it."
     )
 
-    @Argument(help: "The set.") var set: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
     @Flag(help: "Start the merge and return at once.") var noWait = false
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     struct Result: Encodable {
         var set: String
@@ -19,7 +19,7 @@ struct Merge: ParsableCommand {
     }
 
     func run() throws {
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let started = ContinuousClock.now
         let bar = ProgressBar(enabled: Output.isTerminal && !json, label: "merging \(set)")
         defer { bar.finish() }

@@ -14,11 +14,11 @@ struct Mount: ParsableCommand {
             """
     )
 
-    @Argument(help: "The set.") var set: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
     @Argument(help: ArgumentHelp("[DEVICE] DIR: a device of the set (all when omitted), and the directory.", valueName: "device-and-dir"))
     var rest: [String] = []
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     func validate() throws {
         guard (1...2).contains(rest.count) else { throw ValidationError("expected [DEVICE] DIR") }
@@ -27,7 +27,7 @@ struct Mount: ParsableCommand {
     func run() throws {
         let device = rest.count == 2 ? rest[0] : nil
         let dir = rest.last!
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let views = try cli { () throws(DMSnapError) in try manager.mount(set, device: device, at: dir) }
         if json {
             struct Result: Encodable { var set: String; var mounts: [String] }
@@ -44,13 +44,13 @@ struct Umount: ParsableCommand {
         discussion: "All of the set's, or the one a device or a mount point names."
     )
 
-    @Argument(help: "The set.") var set: String
+    @Argument(help: "The set.", completion: .setNames) var set: String
     @Argument(help: "A device of the set, or a mount point.") var target: String?
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     func run() throws {
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let views = try cli { () throws(DMSnapError) in try manager.umount(set, target: target) }
         if json {
             struct Result: Encodable { var set: String; var unmounted: [String] }

@@ -1,10 +1,12 @@
 import ArgumentParser
 import DMSnap
 
-/// `--wait-lock`, shared by every changing command.
-struct LockOptions: ParsableArguments {
+/// `--wait-lock` and `--no-syslog`, shared by every changing command.
+struct ChangeOptions: ParsableArguments {
     @Option(name: .customLong("wait-lock"), help: ArgumentHelp("Seconds to wait for another running dmsnap command.", valueName: "seconds"))
     var waitLock: Double = 5
+    @Flag(name: .customLong("no-syslog"), help: "Do not log what this command changes to the system log.")
+    var noSyslog = false
 
     func validate() throws {
         guard waitLock >= 0, waitLock.isFinite else { throw ValidationError("--wait-lock must be a number of seconds ≥ 0") }
@@ -16,7 +18,7 @@ struct LockOptions: ParsableArguments {
 struct DevicePair: ExpressibleByArgument {
     var text: String
     init?(argument: String) { text = argument }
-    static var defaultCompletionKind: CompletionKind { .default }
+    static var defaultCompletionKind: CompletionKind { .devicePairs }
 }
 
 /// A field `status -o` can show.

@@ -10,12 +10,12 @@ struct Recover: ParsableCommand {
             """
     )
 
-    @Argument(help: "A set; all sets when omitted.") var set: String?
+    @Argument(help: "A set; all sets when omitted.", completion: .setNames) var set: String?
     @Flag(help: "Print a JSON result.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     func run() throws {
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let report = try cli { () throws(DMSnapError) in try manager.recover(set) }
         if json {
             struct Result: Encodable { var actions: [String] }

@@ -12,11 +12,11 @@ struct Status: ParsableCommand {
             """
     )
 
-    @Argument(help: "A set name; all sets when omitted.") var set: String?
+    @Argument(help: "A set name; all sets when omitted.", completion: .setNames) var set: String?
     @Flag(help: "Print JSON: {\"sets\":[…]} without SET, one set object with SET.") var json = false
     @Flag(help: "Omit the heading line.") var noheadings = false
     @Option(name: .short, help: ArgumentHelp("Comma-separated fields to show.", valueName: "fields"),
-            transform: StatusField.list)
+            completion: .statusFields, transform: StatusField.list)
     var o: [StatusField]?
 
     func run() throws {

@@ -24,7 +24,7 @@ struct Take: ParsableCommand {
                                valueName: "seconds"))
     var freezeTimeout: Double = 10
     @Flag(help: "Print the new set as JSON.") var json = false
-    @OptionGroup var lock: LockOptions
+    @OptionGroup var common: ChangeOptions
 
     func validate() throws {
         guard freezeTimeout > 0, freezeTimeout.isFinite else { throw ValidationError("--freeze-timeout must be a number of seconds > 0") }
@@ -35,7 +35,7 @@ struct Take: ParsableCommand {
         for p in pairs {
             do { parsed.append(try TakeRequest.pair(p.text)) } catch { throw CLIError(message: error.description, status: .refused) }
         }
-        let manager = makeManager(lockWait: lock.waitLock)
+        let manager = makeManager(common)
         let started = ContinuousClock.now
         _ = try cli { () throws(DMSnapError) in
             try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,

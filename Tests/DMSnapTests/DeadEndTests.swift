@@ -519,3 +519,51 @@ struct WayOutTests {
         print("way out of \(scenario) (\(state?.rawValue ?? "?")): \(path.joined(separator: ", "))")
     }
 }
+
+@Suite("activate --all at boot")
+struct ActivateAllTests {
+    @Test func activatesInactiveSetsWhoseDevicesExistAndListsTheRest() throws {
+        // s: rebooted, devices re-created; t: its device not re-created yet
+        let fx = try rebooted(devices: 2)
+        try fx.dm.remove(Fx.live(1))
+        fx.dm.resetTrace()
+        let outcomes = try attempt { () throws(DMSnapError) in try fx.manager.activateAll() }.get()
+        #expect(outcomes == [BootActivation(set: "s", outcome: .skipped,
+                                            detail: "not there yet: \(Fx.live(1)); run 'dmsnap activate s' once it is")])
+        #expect(fx.mutations.isEmpty, "a set with a missing device is left alone: \(fx.mutations)")
+        _ = fx.dm.addDevice(Fx.live(1), table: Fx.original(1))
+        let again = try attempt { () throws(DMSnapError) in try fx.manager.activateAll() }.get()
+        #expect(again == [BootActivation(set: "s", outcome: .activated, detail: nil)])
+        let status = try #require(try attempt { () throws(DMSnapError) in try fx.manager.status("s") }.get().first)
+        #expect(status.state == .active)
+        // run again (the unit on the next start): nothing to do
+        let third = try attempt { () throws(DMSnapError) in try fx.manager.activateAll() }.get()
+        #expect(third == [BootActivation(set: "s", outcome: .skipped, detail: "already active")])
+        fx.expectSafe()
+    }
+
+    @Test func oneFailureDoesNotStopTheRest() throws {
+        // two sets of one device each, both inactive after a reboot
+        let fx = SnapFixture(devices: 2)
+        try #require(fx.take("s", [0]) != nil)
+        try #require(fx.take("t", [1]) != nil)
+        for k in fx.all {
+            try fx.dm.load(Fx.live(k), table: Fx.original(k))
+            try fx.dm.suspend(Fx.live(k), lockfs: false)
+            try fx.dm.resume(Fx.live(k))
+            try fx.dm.remove(Fx.base(k))
+            fx.dm.blocks[Fx.cow(k)]?.header = COWBytes.valid
+        }
+        fx.dm.bootID = "boot-2"
+        // s's base cannot be created: its activation fails, t's goes on
+        fx.dm.failWhen = { $0.hasPrefix("create \(Fx.base(0)) ") }
+        let outcomes = try attempt { () throws(DMSnapError) in try fx.manager.activateAll() }.get()
+        #expect(outcomes.map(\.set) == ["s", "t"])
+        #expect(outcomes.map(\.outcome) == [.failed, .activated], "\(outcomes)")
+        #expect(outcomes[0].detail?.isEmpty == false)
+        fx.dm.failWhen = nil
+        let status = try attempt { () throws(DMSnapError) in try fx.manager.status() }.get()
+        #expect(status.map(\.state) == [.inactive, .active], "the failed set is left as it was: \(status.map(\.summary))")
+        fx.expectSafe()
+    }
+}

@@ -137,6 +137,7 @@ final class SnapFixture {
         for k in 0..<count { dm.addDevice(Fx.live(k), table: Fx.original(k)) }
         for k in mounted.sorted() { dm.mount(Fx.live(k), at: Fx.mountPoint(k)) }
         manager = SnapshotManager(kernel: dm, store: store)
+        manager.journal = Logger(label: "dmsnap.journal") { _ in SwiftLogNoOpLogHandler() }
         manager.pollInterval = .milliseconds(1)
         let warnings = warnings
         manager.logger = .sink { event in

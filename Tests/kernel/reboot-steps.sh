@@ -6,14 +6,14 @@ phase=$1 dir=$2
 DMSNAP=$PWD/.build/debug/dmsnap
 FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
-A=rbt-a B=rbt-b C=rbt-c D=rbt-d
+A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e
 fail() { echo "FAIL $*"; exit 1; }
 
 if [[ $phase == one ]]; then
-    # s1..s4 on a..d; s3's COW is too small: it overflows before the reboot (invalid); s4 is
-    # left to be walked by its hints
+    # s1..s5 on a..e; s3's COW is too small: it overflows before the reboot (invalid); s4 is
+    # left to be walked by its hints; s5 is for activate --all at the end
     n=0
-    for x in a:32M b:32M c:1M d:32M; do
+    for x in a:32M b:32M c:1M d:32M e:32M; do
         n=$((n + 1))
         "$FX" create "rbt-${x%%:*}" 64M --fs ext4 --mount "$dir/m${x%%:*}" >/dev/null
         cow=$("$FX" cow "rbt-c${x%%:*}" "${x#*:}")
@@ -25,8 +25,10 @@ if [[ $phase == one ]]; then
     dd if=/dev/urandom of="$dir/mc/big" bs=1M count=4 conv=fsync status=none 2>/dev/null || true
     "$DMSNAP" status s3 -o state --noheadings | grep -q invalid || fail "s3 did not overflow"
     head -c 2M /dev/urandom >"$dir/md/after"
+    head -c 3M /dev/urandom >"$dir/me/after"
     sync
     "$FX" checksum "$dir/md" >"$dir/expected-d"
+    "$FX" checksum "$dir/me" >"$dir/expected-e"
     head -c 5M /dev/urandom >"$dir/ma/after"
     rm "$dir/ma/before"
     sync
@@ -36,7 +38,7 @@ if [[ $phase == one ]]; then
     # what the admin's tools know: the original tables and the loop files
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s1.json" >"$dir/table-a"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s2.json" >"$dir/table-b"
-    for x in c:s3 d:s4; do
+    for x in c:s3 d:s4 e:s5; do
         python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/${x#*:}.json" >"$dir/table-${x%%:*}"
     done
     losetup -l -n -O NAME,BACK-FILE >"$dir/loops"
@@ -52,6 +54,7 @@ dmsetup create $A --table "$(cat "$dir/table-a")"
 dmsetup create $B --table "$(cat "$dir/table-b")"
 dmsetup create $C --table "$(cat "$dir/table-c")"
 dmsetup create $D --table "$(cat "$dir/table-d")"
+dmsetup create $E --table "$(cat "$dir/table-e")"
 cleanup() { "$FX" sweep rbt- >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -109,3 +112,24 @@ out=$("$DMSNAP" activate s3 2>&1) && fail "reboot_invalid_discard: activate did 
 "$DMSNAP" status s3 >/dev/null 2>&1 && fail "reboot_invalid_discard: the set is still recorded"
 [[ $("$FX" checksum "/dev/mapper/$C") == "$(cat "$dir/frozen-c")" ]] || fail "reboot_invalid_discard: not the frozen image"
 echo "PASS reboot_invalid_discard"
+
+# what dmsnap-activate.service runs at boot: every inactive set whose devices exist comes back
+# (s5); the one whose device changed since take (s2) is reported and left; exit 1
+out=$("$DMSNAP" activate --all 2>&1) && fail "activate_all: exit 0 although s2 cannot be activated: $out"
+rc=$?
+[[ $rc == 1 && $out == *"Activated set s5."* && $out == *"set s2: "*"content changed since take"* ]] ||
+    fail "activate_all: exit $rc: $out"
+[[ $("$DMSNAP" status s5 -o state --noheadings | tr -d ' ') == active ]] || fail "activate_all: s5 not active"
+[[ $("$DMSNAP" status s2 -o state --noheadings | tr -d ' ') == inactive ]] || fail "activate_all: s2 changed"
+out=$("$DMSNAP" activate --all --json) && fail "activate_all: --json: exit 0 although s2 still fails"
+outcomes() { python3 -c 'import json,sys; print(" ".join(x["set"] + ":" + x["outcome"] for x in json.load(sys.stdin)["sets"]))'; }
+[[ $(outcomes <<<"$out") == "s2:failed s5:skipped" &&
+    $(json_field '["sets"][1]["detail"]' <<<"$out") == "already active" ]] ||
+    fail "activate_all: --json: $out"
+"$DMSNAP" merge s5 || fail "activate_all: merge failed"
+mkdir -p "$dir/me"
+mount "/dev/mapper/$E" "$dir/me"
+[[ $("$FX" checksum "$dir/me") == "$(cat "$dir/expected-e")" ]] || fail "activate_all: content after merge differs"
+umount "$dir/me"
+echo "PASS activate_all"
+
