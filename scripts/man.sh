@@ -13,7 +13,7 @@ check=0
 [[ ${1:-} == --check ]] && check=1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-swift package plugin generate-manual --multi-page --section 8 --authors "the dmsnap developers" \
+swift package plugin generate-manual --configuration debug --multi-page --section 8 --authors "the dmsnap developers" \
     >"$out/plugin.log" 2>&1 || { cat "$out/plugin.log" >&2; exit 1; }
 gen=.build/plugins/GenerateManual/outputs/dmsnap
 mkdir -p "$out/man8"
