@@ -31,8 +31,8 @@ enum Completions {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
     }
 
-    static func setNames() -> [String] {
-        entries(FileSetStore.defaultDirectory).filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
+    static func setNames(in dir: String = FileSetStore.defaultDirectory) -> [String] {
+        entries(dir).filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
     }
 
     static func deviceNames() -> [String] {
