@@ -3,7 +3,7 @@ extension SnapshotManager {
     @discardableResult
     public func startMerge(_ name: String) throws(DMSnapError) -> SnapshotSet {
         _ = try existing(name)
-        let (set, started) = try journaled(name, "merge", { $0.1 ? "merge started" : nil }) { () throws(DMSnapError) -> (SnapshotSet, Bool) in
+        let (set, _) = try journaled(name, "merge", { $0.1 ? "merge started" : nil }) { () throws(DMSnapError) -> (SnapshotSet, Bool) in
             try locked { () throws(DMSnapError) -> (SnapshotSet, Bool) in
                 let set = try existing(name)
                 let v = try view(scope: .of([set]))
@@ -14,7 +14,6 @@ extension SnapshotManager {
                 return (set, true)
             }
         }
-        _ = started
         return set.with(phase: .merging)
     }
 

@@ -140,15 +140,17 @@ struct ExportTarget {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(KernelError) {
         guard sparse else { return try put(bytes, at: offset) }
         let step = 64 << 10
-        var i = 0
-        while i < bytes.count {
-            // skip a run of zero pieces, then write the run of data pieces after it at once
-            while i < bytes.count, cdm_is_zero(bytes.baseAddress! + i, min(step, bytes.count - i)) != 0 { i += step }
-            var end = i
-            while end < bytes.count, cdm_is_zero(bytes.baseAddress! + end, min(step, bytes.count - end)) == 0 { end += step }
-            end = min(end, bytes.count)
-            if end > i { try put(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), at: offset + UInt64(i)) }
-            i = end
+        var data: Int?  // where the run of data pieces not written yet starts
+        for i in stride(from: 0, to: bytes.count, by: step) {
+            if cdm_is_zero(bytes.baseAddress! + i, min(step, bytes.count - i)) == 0 {
+                if data == nil { data = i }
+            } else if let start = data {
+                try put(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), at: offset + UInt64(start))
+                data = nil
+            }
+        }
+        if let start = data {
+            try put(UnsafeRawBufferPointer(rebasing: bytes[start...]), at: offset + UInt64(start))
         }
     }
 

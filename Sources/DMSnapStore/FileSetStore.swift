@@ -63,8 +63,10 @@ public final class FileSetStore: SetStore {
         return true
     }
 
-    public func scan() throws(StoreError) -> StoreScan {
-        guard try checkDirectory(create: false) else { return StoreScan(sets: []) }
+    /// The names of the recorded sets (each `SET.json`), sorted, without reading them; none when
+    /// the directory does not exist.
+    public func names() throws(StoreError) -> [SetName] {
+        guard try checkDirectory(create: false) else { return [] }
         guard let dir = opendir(directory) else { throw StoreError(path: directory, .io(call: "opendir", errno: Errno(rawValue: errno))) }
         defer { closedir(dir) }
         var names: [SetName] = []
@@ -73,8 +75,12 @@ public final class FileSetStore: SetStore {
             guard file.hasSuffix(".json"), !file.hasPrefix("."), let name = try? SetName(String(file.dropLast(5))) else { continue }
             names.append(name)
         }
+        return names.sorted()
+    }
+
+    public func scan() throws(StoreError) -> StoreScan {
         var scan = StoreScan(sets: [])
-        for name in names.sorted() {
+        for name in try names() {
             do {
                 if let set = try load(name) { scan.sets.append(set) }
             } catch {

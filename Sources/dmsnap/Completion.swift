@@ -32,7 +32,7 @@ enum Completions {
     }
 
     static func setNames(in dir: String = FileSetStore.defaultDirectory) -> [String] {
-        entries(dir).filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
+        ((try? FileSetStore(directory: dir).names()) ?? []).map(\.value)
     }
 
     static func deviceNames() -> [String] {

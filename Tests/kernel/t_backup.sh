@@ -205,27 +205,21 @@ test_mount_frozen_image_xfs() { mount_frozen_image xfs 320M; }
 
 # several devices: each under DIR/DEVICE; umount by DIR takes them all down; a discard waits
 test_mount_every_device_of_a_set() {
-    local a=${T_PREFIX}a b=${T_PREFIX}b ma=$T_DIR/ma mb=$T_DIR/mb ca cb img=$T_DIR/img sa sb
-    fx create "$a" 64M --fs ext4 --mount "$ma" >/dev/null
-    fx create "$b" 64M --fs ext4 --mount "$mb" >/dev/null
-    ca=$(fx cow "${T_PREFIX}ca" 16M)
-    cb=$(fx cow "${T_PREFIX}cb" 16M)
-    head -c 1M /dev/urandom >"$ma/f"
-    head -c 1M /dev/urandom >"$mb/f"
-    sync
-    sa=$(fx checksum "$ma")
-    sb=$(fx checksum "$mb")
-    assert_exit 0 "take" -- ds take s1 "$a=$ca" "$b=$cb"
-    head -c 1M /dev/urandom >"$ma/after"
+    local img=$T_DIR/img sa sb
+    setup_two
+    sa=$(fx checksum "$M1")
+    sb=$(fx checksum "$M2")
+    assert_exit 0 "take" -- ds take s1 "$D1=$C1" "$D2=$C2"
+    head -c 1M /dev/urandom >"$M1/after"
     mkdir -p "$img"
     assert_exit 0 "mount all" -- ds mount s1 "$img"
-    assert_eq "$(fx checksum "$img/$a") $(fx checksum "$img/$b")" "$sa $sb" "the images are not the frozen content"
-    umount "$ma" "$mb"
+    assert_eq "$(fx checksum "$img/$D1") $(fx checksum "$img/$D2")" "$sa $sb" "the images are not the frozen content"
+    umount "$M1" "$M2"
     assert_exit 3 "discard while the images are mounted" -- ds discard s1
     assert_contains "$T_OUT" "run 'dmsnap umount s1' first"
     assert_exit 0 "umount by the directory" -- ds umount s1 "$img"
     assert_eq "$(ls -A "$img")" "" "the directories dmsnap made are left"
     assert_exit 0 "discard" -- ds discard s1
-    mount "/dev/mapper/$a" "$ma"
-    assert_eq "$(fx checksum "$ma")" "$sa" "discard did not restore the frozen image"
+    mount "/dev/mapper/$D1" "$M1"
+    assert_eq "$(fx checksum "$M1")" "$sa" "discard did not restore the frozen image"
 }
