@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # install.sh - installs dmsnap like a system tool: the binary into PREFIX/sbin, the manual pages
-# (man8/), shell completions (bash, zsh, fish), the systemd unit, an example /etc/default/dmsnap
+# (man8/), shell completions (bash, zsh, fish), the systemd units, an example /etc/default/dmsnap
 # and the state directory (mode 0700). It never touches a file it did not install: an existing
 # file in the way stops the install before anything is copied, and --uninstall removes only what
 # the manifest (PREFIX/share/dmsnap/install-manifest) lists, and only while unchanged.
@@ -78,8 +78,10 @@ done
 add 0644 "$stage/dmsnap.bash" "$prefix/share/bash-completion/completions/dmsnap"
 add 0644 "$stage/_dmsnap" "$prefix/share/zsh/vendor-completions/_dmsnap"
 add 0644 "$stage/dmsnap.fish" "$prefix/share/fish/vendor_completions.d/dmsnap.fish"
-sed "s|^ExecStart=/usr/sbin/dmsnap |ExecStart=$prefix/sbin/dmsnap |" dist/systemd/dmsnap-activate.service >"$stage/dmsnap-activate.service"
-add 0644 "$stage/dmsnap-activate.service" "$unitdir/dmsnap-activate.service"
+for unit in dmsnap-activate.service dmsnap-monitor.service; do
+    sed "s|^ExecStart=/usr/sbin/dmsnap |ExecStart=$prefix/sbin/dmsnap |" "dist/systemd/$unit" >"$stage/$unit"
+    add 0644 "$stage/$unit" "$unitdir/$unit"
+done
 add 0644 dist/default.dmsnap /etc/default/dmsnap
 
 # refuse before copying anything: a file in the way that an earlier install did not put there

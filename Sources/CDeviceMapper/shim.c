@@ -225,3 +225,40 @@ int cdm_loop_attach(int backing_fd, int flags, unsigned *out_major, unsigned *ou
 }
 
 int cdm_loop_autoclear(void) { return LO_FLAGS_AUTOCLEAR; }
+
+int cdm_loop_direct_io(void) { return LO_FLAGS_DIRECT_IO; }
+
+int cdm_loop_status(int loop_fd, unsigned *out_flags, unsigned long long *out_dev, unsigned long long *out_ino)
+{
+    struct loop_info64 info;
+    memset(&info, 0, sizeof info);
+    if (ioctl(loop_fd, LOOP_GET_STATUS64, &info) < 0) return -1;
+    *out_flags = info.lo_flags;
+    *out_dev = info.lo_device;
+    *out_ino = info.lo_inode;
+    return 0;
+}
+
+int cdm_loop_set_capacity(int loop_fd) { return ioctl(loop_fd, LOOP_SET_CAPACITY, 0); }
+
+#include <fcntl.h>
+int cdm_file_in_use(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+        fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EBUSY) return 1;
+    return -1;
+}
+
+#include <sys/vfs.h>
+int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long long *out_free, unsigned long long *out_total)
+{
+    struct statfs st;
+    if (statfs(path, &st) < 0) return -1;
+    *out_type = (unsigned long long)st.f_type;
+    *out_free = (unsigned long long)st.f_bavail * (unsigned long long)st.f_bsize;
+    *out_total = (unsigned long long)st.f_blocks * (unsigned long long)st.f_bsize;
+    return 0;
+}

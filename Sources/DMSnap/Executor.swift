@@ -108,6 +108,11 @@ public final class Executor {
     /// the point of no return the plan is rolled back; after it, the plan finishes.
     public var interruption: (() -> Int32?)?
     private var watchdog: FreezeWatchdog?
+    /// Loops the running plan attached to COW files, by file path. Released when the plan ends:
+    /// by then a table holds each loop, or none does and it detaches itself.
+    private var loops: [String: LoopAttachment] = [:]
+    /// The loops the last plan attached (file path → loop), for the set it made.
+    public private(set) var attachedLoops: [String: DeviceNumber] = [:]
 
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
@@ -130,6 +135,12 @@ public final class Executor {
             throw ExecutionError(step: step, cause: .kernel(error), committed: false, leftovers: [], stateDirectory: store.location)
         }
         defer { guardian?.stop() }
+        attachedLoops = [:]
+        defer {
+            attachedLoops = loops.mapValues(\.number)
+            for loop in loops.values { kernel.releaseLoop(loop) }
+            loops = [:]
+        }
         watchdog = startWatchdog(for: plan)
         defer {
             watchdog?.finish()
@@ -269,6 +280,7 @@ public final class Executor {
     /// MAJ:MIN, so load it that way (the record then compares equal).
     func resolvingNames(_ table: Table, call: String) throws(KernelError) -> Table {
         try table.mapDevices { ref throws(KernelError) -> DeviceRef in
+            if case let .path(file) = ref, let loop = loops[file] { return .number(loop.number) }
             guard case let .mapper(name) = ref else { return ref }
             guard let info = try kernel.info(name) else { throw KernelError(call: call, device: name.path, errno: .noSuchAddressOrDevice) }
             return .number(info.number)
@@ -298,6 +310,14 @@ public final class Executor {
                 do { try kernel.thaw(mp) } catch where error.errno == .invalidArgument {}
             case let .createView(name, uuid, origin, size, scratch):
                 try kernel.createView(name, uuid: uuid, origin: origin, size: size, scratch: scratch)
+            case let .createFile(path, bytes): try kernel.createFile(path, bytes: bytes)
+            case let .deleteFile(path): try kernel.deleteFile(path)
+            case let .attachLoop(path, directIO):
+                let loop = try kernel.attachLoop(path, directIO: directIO)
+                if let old = loops.updateValue(loop, forKey: path) { kernel.releaseLoop(old) }
+                logger.trace("\(path) runs on \(loop.path)\(directIO ? (loop.directIO ? " with direct I/O" : " (direct I/O not possible there)") : "")")
+            case let .detachLoop(path):
+                if let loop = loops.removeValue(forKey: path) { kernel.releaseLoop(loop) }
             case let .makeDirectory(path): try kernel.makeDirectory(path)
             case let .removeDirectory(path): try kernel.removeDirectory(path)
             case let .mount(device, mountPoint, type, options): try kernel.mountFilesystem(device, at: mountPoint, type: type, options: options)
@@ -309,7 +329,7 @@ public final class Executor {
         }
         do {
             switch action {
-            case let .save(set): try store.save(set)
+            case let .save(set): try store.save(set.with(loops: loops.mapValues(\.number)))
             case let .deleteState(name): try store.delete(name)
             default: break
             }

@@ -3,8 +3,9 @@ extension KernelView {
     /// number; only the scope is read in full), the mounts, the recorded sets, and block-device
     /// facts for `paths`. `probePaths` (COWs) are also checked for exclusive users and
     /// signatures — never when they are suspended dm devices, whose I/O would block.
+    /// `files` (COW file paths) are inspected as files: their filesystem's device is read too.
     public static func read(_ kernel: some KernelControl, store: some SetStore, paths: [String] = [],
-                            probePaths: [String] = [], scope: Scope = .all) throws(DMSnapError) -> KernelView {
+                            probePaths: [String] = [], scope: Scope = .all, files: [String] = []) throws(DMSnapError) -> KernelView {
         var view = KernelView(privileged: kernel.isPrivileged, bootID: kernel.bootID)
         guard view.privileged else { return view }
         do {
@@ -13,7 +14,7 @@ extension KernelView {
             view.unreadable = scan.unreadable
         } catch { throw .from(error) }
         do {
-            try view.readKernel(kernel, paths: paths, probePaths: probePaths, scope: scope)
+            try view.readKernel(kernel, paths: paths, probePaths: probePaths, scope: scope, files: files)
         } catch {
             throw .kernel(error)
         }
@@ -21,7 +22,7 @@ extension KernelView {
     }
 
     private mutating func readKernel(_ kernel: some KernelControl, paths: [String], probePaths: [String],
-                                     scope: Scope) throws(KernelError) {
+                                     scope: Scope, files filePaths: [String]) throws(KernelError) {
         let listed = try kernel.list()
         var byNumber: [DeviceNumber: DeviceName] = [:]
         for entry in listed where byNumber[entry.number] == nil { byNumber[entry.number] = entry.name }
@@ -38,8 +39,21 @@ extension KernelView {
         // Loops among the paths, and the loops their files live on: a COW must not live on a
         // filesystem of the set. The devices those files are on are read too (what they stack on).
         var fileSystemDevices: [DeviceNumber] = []
-        for case let .success(block) in blocks.values {
-            var number = block.number
+        var starts = blocks.values.compactMap { try? $0.get().number }
+        for path in filePaths where files[path] == nil {
+            do {
+                let facts = try kernel.inspectFile(path)
+                files[path] = .success(facts)
+                if facts.kind == .regular || facts.kind == .missing {
+                    starts.append(facts.fileSystemDevice)
+                    fileSystemDevices.append(facts.fileSystemDevice)
+                }
+            } catch {
+                files[path] = .failure(error.lookupFailure)
+            }
+        }
+        for start in starts {
+            var number = start
             for _ in 0..<8 {
                 guard loopBackings[number] == nil, let backing = kernel.loopBacking(of: number) else { break }
                 loopBackings[number] = backing
@@ -84,6 +98,12 @@ extension KernelView {
             guard let live = DMSnapNaming.live(ofBase: base), let cow = devices[live]?.table?.targets.first?.params.snapshot?.cow.number,
                   devicePaths[cow] == nil else { continue }
             devicePaths[cow] = kernel.path(of: cow)
+        }
+        // the loops COW files run on, for status
+        for set in sets {
+            for m in set.members where m.cowFile != nil && devices[m.device] != nil && devicePaths[m.cowNumber] == nil {
+                devicePaths[m.cowNumber] = kernel.path(of: m.cowNumber)
+            }
         }
         // A member whose base is gone (after a reboot, say): its COW's header tells an inactive
         // set from an invalidated one. Never read a COW that is a suspended dm device.

@@ -139,7 +139,8 @@ extension SnapshotManager {
 
     func activateLocked(_ name: String, force: Bool) throws(DMSnapError) {
         let set = try existing(name)
-        let v = try view(paths: [], probePaths: set.members.map(\.cow), scope: .of([set]))
+        let files = set.members.filter { $0.cowFile != nil }.map(\.cow)
+        let v = try view(paths: [], probePaths: set.members.filter { $0.cowFile == nil }.map(\.cow), scope: .of([set]), files: files)
         var fingerprints: [DeviceName: String] = [:]
         for m in set.members {
             // Only read devices that exist and are not suspended (the planner refuses the rest).

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -50,9 +51,9 @@ public final class SnapshotManager {
         guard kernel.isPrivileged else { throw .refused(PlanError("", "must be run as root")) }
     }
 
-    func view(paths: [String] = [], probePaths: [String] = [], scope: KernelView.Scope) throws(DMSnapError) -> KernelView {
+    func view(paths: [String] = [], probePaths: [String] = [], scope: KernelView.Scope, files: [String] = []) throws(DMSnapError) -> KernelView {
         try requireRoot()
-        return try KernelView.read(kernel, store: store, paths: paths, probePaths: probePaths, scope: scope)
+        return try KernelView.read(kernel, store: store, paths: paths, probePaths: probePaths, scope: scope, files: files)
     }
 
     func existing(_ name: String) throws(DMSnapError) -> SnapshotSet {
@@ -128,12 +129,20 @@ public final class SnapshotManager {
         }
         return try journaled(request.set, "take", taken) { () throws(DMSnapError) -> SnapshotSet in try locked { () throws(DMSnapError) -> SnapshotSet in
             let lookups = request.lookups
-            let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope)
+            let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            for (pair, m) in zip(request.pairs, set.members) where m.cowFile?.created == true {
+                let text = (pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size) ?? request.cowSize
+                let policy = text.flatMap { try? COWSizePolicy(parsing: $0) } ?? .default
+                let asked = policy.bytes(origin: m.size)
+                if asked > m.cowSize.bytes {
+                    logger.warning("\(m.cow): \(policy) of \(m.device) would be \(ByteCount.text(asked)); made it \(ByteCount.text(m.cowSize.bytes)), all a snapshot of it can use")
+                }
+            }
             executor.freezeTimeout = request.freezeTimeout
             defer { executor.freezeTimeout = nil }
             try execute(takePlan, for: set.name)
-            return recordFingerprints(set.with(phase: .active))
+            return recordFingerprints(set.with(phase: .active).with(loops: executor.attachedLoops))
         } }
     }
 
@@ -143,12 +152,30 @@ public final class SnapshotManager {
     public func status(_ name: String? = nil) throws(DMSnapError) -> [SetStatus] {
         if let name {
             switch try lookup(name) {
-            case let .recorded(set): return [SetStatus.of(set, view: try view(scope: .of([set])))]
+            case let .recorded(set): return monitored([SetStatus.of(set, view: try view(scope: .of([set])))])
             case let .stray(_, view): return SetStatus.strays(view).filter { $0.name == name }
             }
         }
         let view = try view(scope: .recordedSets)
-        return (view.sets.map { SetStatus.of($0, view: view) } + SetStatus.strays(view)).sorted { $0.name < $1.name }
+        return monitored((view.sets.map { SetStatus.of($0, view: view) } + SetStatus.strays(view)).sorted { $0.name < $1.name })
+    }
+
+    /// Adds what a running monitor reports (fill rate, time to full); a report older than 5 s or
+    /// from a monitor that is gone is ignored.
+    func monitored(_ statuses: [SetStatus]) -> [SetStatus] {
+        guard let report = store.monitorReport(), Date().timeIntervalSince(report.updated) < 5, kill(report.pid, 0) == 0 else {
+            return statuses
+        }
+        return statuses.map { s in
+            var s = s
+            for i in s.devices.indices {
+                guard let w = report.watched["\(s.name)/\(s.devices[i].device)"] else { continue }
+                s.devices[i].monitored = true
+                s.devices[i].fillRateBytesPerSecond = w.fillRate
+                s.devices[i].secondsToFull = w.secondsToFull
+            }
+            return s
+        }
     }
 
     /// A set by name: its description, or (unreadable or deleted) what the kernel shows of it.

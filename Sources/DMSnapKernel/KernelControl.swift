@@ -91,6 +91,29 @@ public protocol FilesystemControl: AnyObject {
     func thaw(_ mountPoint: String) throws(KernelError)
 }
 
+/// COW files and the loop devices they run on.
+public protocol FileControl: AnyObject {
+    /// What `path` is as a COW file, nothing changed. Fails when its directory does not exist or
+    /// cannot be read.
+    func inspectFile(_ path: String) throws(KernelError) -> FileFacts
+    /// Creates `path` sparse and `bytes` long: O_EXCL, never through a symlink, mode 0600.
+    func createFile(_ path: String, bytes: UInt64) throws(KernelError)
+    /// Grows the regular file `path` to `bytes` (sparse); never shrinks it.
+    func growFile(_ path: String, to bytes: UInt64) throws(KernelError)
+    /// Removes the regular file `path` (not a symlink; ENOENT is success).
+    func deleteFile(_ path: String) throws(KernelError)
+    /// Attaches a free loop device to the regular file `path` (LOOP_CONFIGURE, autoclear; direct
+    /// I/O when asked and the backing filesystem allows it).
+    func attachLoop(_ path: String, directIO: Bool) throws(KernelError) -> LoopAttachment
+    /// Closes dmsnap's descriptor of the loop: a loop no table holds detaches itself.
+    func releaseLoop(_ loop: LoopAttachment)
+    /// After `file` grew: checks that loop `number` runs on that very file, tells it to re-read the
+    /// size (LOOP_SET_CAPACITY) and returns the loop's size now.
+    func refreshLoopCapacity(_ number: DeviceNumber, file: String) throws(KernelError) -> Sectors
+    /// Free (to unprivileged users) and total bytes of the filesystem holding `path`.
+    func space(of path: String) throws(KernelError) -> (free: UInt64, total: UInt64)
+}
+
 /// Facts about the running kernel.
 public protocol SystemControl: AnyObject {
     /// This boot's id (`/proc/sys/kernel/random/boot_id`); nil when it cannot be read.
@@ -116,7 +139,8 @@ public protocol GuardianControl: AnyObject {
 }
 
 /// Everything dmsnap asks of the kernel.
-public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & SystemControl & GuardianControl
+public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & FileControl & SystemControl
+    & GuardianControl
 
 /// A failed kernel call: which call, on which device, and the errno the kernel gave.
 public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {

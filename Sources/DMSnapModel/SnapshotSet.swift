@@ -23,10 +23,14 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         /// Hidden device holding the frozen image.
         public var base: DeviceName
         public var baseUUID: String
-        /// The COW block device.
+        /// The COW: a block device, or (with `cowFile`) a regular file on a loop device.
         public var cow: String
+        /// The COW block device; for a COW file the loop it is attached to now (another one
+        /// after a reboot: `activate` attaches the file again).
         public var cowNumber: DeviceNumber
         public var cowSize: Sectors
+        /// Set when the COW is a file dmsnap runs on a loop device.
+        public var cowFile: COWFile?
         /// Size and hash of the base's first `Fingerprint.bytes` (128 KiB) right after take:
         /// `activate` refuses a base that changed since (the COW would no longer match it).
         public var baseFingerprint: String?
@@ -54,6 +58,13 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         public func snapshotTable(base: DeviceRef, chunk: Sectors, merge: Bool) -> Table {
             SnapshotParams(origin: base, cow: .number(cowNumber), chunk: chunk).table(size: size, merge: merge)
         }
+
+        /// The same, for a plan that attaches the COW file first: the table names the file
+        /// (the executor puts the number of the loop it attached in its place).
+        public func snapshotTableAttaching(base: DeviceRef, chunk: Sectors, merge: Bool) -> Table {
+            guard cowFile != nil else { return snapshotTable(base: base, chunk: chunk, merge: merge) }
+            return SnapshotParams(origin: base, cow: .path(cow), chunk: chunk).table(size: size, merge: merge)
+        }
     }
 
     public var format = 1
@@ -77,6 +88,15 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     public func with(phase: Phase) -> SnapshotSet {
         var copy = self
         copy.phase = phase
+        return copy
+    }
+
+    /// The same set with the loops a plan attached to its COW files (file path → loop).
+    public func with(loops: [String: DeviceNumber]) -> SnapshotSet {
+        var copy = self
+        for i in copy.members.indices where copy.members[i].cowFile != nil {
+            if let n = loops[copy.members[i].cow] { copy.members[i].cowNumber = n }
+        }
         return copy
     }
 }

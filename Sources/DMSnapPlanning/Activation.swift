@@ -31,13 +31,28 @@ extension Planner {
                 throw PlanError(m.device.value, "is mounted on \(mp); unmount it: writes made before activate would not be in the snapshot")
             }
             guard live.info.openCount == 0 else { throw PlanError(m.device.value, "is open; close it before activating") }
-            let cow: BlockDeviceInfo
-            switch view.blocks[m.cow] {
-            case let .success(b)?: cow = b
-            case let .failure(e)?: throw PlanError(m.cow, "COW: \(e)")
-            case nil: throw PlanError(m.cow, "COW not looked up")
+            var cowNumber = m.cowNumber
+            var cowSize = m.cowSize
+            if m.cowFile != nil {
+                switch view.files[m.cow] {
+                case let .success(f)? where f.kind == .regular:
+                    if let use = f.inUse { throw PlanError(m.cow, "COW file is in use (\(use))") }
+                    cowSize = Sectors(f.size / 512)
+                case .success?: throw PlanError(m.cow, "COW file is gone or not a regular file any more; use 'dmsnap discard \(set.name)' to forget the set")
+                case let .failure(e)?: throw PlanError(m.cow, "COW file: \(e)")
+                case nil: throw PlanError(m.cow, "COW file not looked up")
+                }
+            } else {
+                let cow: BlockDeviceInfo
+                switch view.blocks[m.cow] {
+                case let .success(b)?: cow = b
+                case let .failure(e)?: throw PlanError(m.cow, "COW: \(e)")
+                case nil: throw PlanError(m.cow, "COW not looked up")
+                }
+                if view.claimed[m.cow] == true { throw PlanError(m.cow, "COW is in use") }
+                cowNumber = cow.number
+                cowSize = cow.size
             }
-            if view.claimed[m.cow] == true { throw PlanError(m.cow, "COW is in use") }
             switch view.cowHeaders[m.cow] {
             case let .success(header)?:
                 switch COWHeader(header) {
@@ -56,10 +71,10 @@ extension Planner {
             }
             updated.members[i].number = live.info.number
             updated.members[i].uuid = live.info.uuid
-            updated.members[i].cowNumber = cow.number
-            updated.members[i].cowSize = cow.size
+            updated.members[i].cowNumber = cowNumber
+            updated.members[i].cowSize = cowSize
         }
-        var steps: [Step] = []
+        var steps: [Step] = attachSteps(updated, creating: false)
         for m in updated.members {
             steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
         }

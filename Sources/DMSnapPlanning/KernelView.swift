@@ -20,6 +20,8 @@ public struct KernelView: Sendable {
     public var devices: [DeviceName: Device]
     /// Block device facts for every path the request names (or the error looking it up gave).
     public var blocks: [String: Result<BlockDeviceInfo, LookupFailure>]
+    /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
+    public var files: [String: Result<FileFacts, LookupFailure>] = [:]
     public var claimed: [String: Bool]
     public var signatures: [String: String]
     public var mounts: [MountEntry]

@@ -222,7 +222,7 @@ extension Planner {
     /// and deletes the record.
     static func forgetPlan(_ set: SnapshotSet) -> Plan {
         let bytes = headerBytes(set.chunk)
-        return Plan(steps: set.members.map { .release($0.cow, bytes: bytes) } + [Step(.deleteState(set.name))], commitIndex: -1)
+        return Plan(steps: set.members.map { .release($0, bytes: bytes) } + [Step(.deleteState(set.name))], commitIndex: -1)
     }
 
     static func restorePlan(_ set: SnapshotSet, view: KernelView, merge: Bool) -> Plan {
@@ -247,7 +247,7 @@ extension Planner {
         let commit = steps.count - 1
         for m in set.members { steps.append(Step(.remove(m.base))) }
         let headerBytes = headerBytes(set.chunk)
-        for m in set.members { steps.append(.release(m.cow, bytes: headerBytes)) }
+        for m in set.members { steps.append(.release(m, bytes: headerBytes)) }
         steps.append(Step(.deleteState(set.name)))
         return Plan(steps: steps, commitIndex: commit)
     }

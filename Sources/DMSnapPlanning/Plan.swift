@@ -21,6 +21,15 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     case deleteState(SetName)
     /// A throwaway snapshot of `origin` (its COW in memory, `scratch` sectors at most), hidden.
     case createView(DeviceName, uuid: String, origin: DeviceName, size: Sectors, scratch: Sectors)
+    /// A sparse COW file, O_EXCL, mode 0600.
+    case createFile(String, bytes: UInt64)
+    /// Removes a COW file dmsnap made.
+    case deleteFile(String)
+    /// Attaches a loop device to a COW file; tables of the same plan that name the file by
+    /// path get the loop's number (the executor resolves it).
+    case attachLoop(String, directIO: Bool)
+    /// Lets go of the loop `attachLoop` made: it detaches itself once no table holds it.
+    case detachLoop(String)
     case makeDirectory(String)
     case removeDirectory(String)
     /// Read-only, nodev, nosuid, noexec, with the type's own options (`nouuid` for xfs).
@@ -44,6 +53,10 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .save(s): "record set \(s.name) as \(s.phase.rawValue)"
         case let .deleteState(n): "delete record of set \(n)"
         case let .createView(n, _, origin, _, _): "create \(n) (throwaway snapshot of \(origin))"
+        case let .createFile(p, b): "create COW file \(p) (\(b) bytes, sparse)"
+        case let .deleteFile(p): "delete COW file \(p)"
+        case let .attachLoop(p, dio): "attach a loop device to \(p)\(dio ? " (direct I/O)" : "")"
+        case let .detachLoop(p): "detach the loop device of \(p)"
         case let .makeDirectory(p): "make directory \(p)"
         case let .removeDirectory(p): "remove directory \(p)"
         case let .mount(d, mp, type, _): "mount \(d) (\(type), read-only) on \(mp)"
@@ -78,6 +91,10 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .save(s): "(dmsnap state: set \(s.name) should be recorded as \(s.phase.rawValue))"
         case let .deleteState(n): "rm \(stateDirectory)/\(n).json"
         case let .createView(n, uuid, origin, size, _): "dmsetup create \(n) -u \(uuid) (snapshot of \(origin) over a scratch loop, \(size) sectors)"
+        case let .createFile(p, b): "truncate -s \(b) \(p) && chmod 600 \(p)"
+        case let .deleteFile(p): "rm \(p)"
+        case let .attachLoop(p, dio): "losetup -f --show\(dio ? " --direct-io=on" : "") \(p)"
+        case let .detachLoop(p): "losetup -d $(losetup -n -O NAME -j \(p))"
         case let .makeDirectory(p): "mkdir \(p)"
         case let .removeDirectory(p): "rmdir \(p)"
         case let .mount(d, mp, type, o): "mount -t \(type) -o ro,nodev,nosuid,noexec\(o.isEmpty ? "" : "," + o) \(d) \(mp)"
@@ -115,6 +132,13 @@ public struct Step: Hashable, Sendable {
     public static func release(_ cow: String, bytes: Int) -> Step {
         Step(.releaseCOW(cow, bytes: bytes),
              warning: "\(cow): COW still carries a snapshot header; wipe its first chunk before reusing it")
+    }
+
+    /// The end of a member's COW: a file dmsnap made is deleted (its loop, which no table holds
+    /// any more, has detached itself); any other COW is released for reuse.
+    public static func release(_ m: SnapshotSet.Member, bytes: Int) -> Step {
+        guard m.cowFile?.created == true else { return release(m.cow, bytes: bytes) }
+        return Step(.deleteFile(m.cow), warning: "\(m.cow): the COW file dmsnap made could not be deleted; remove it by hand")
     }
 }
 

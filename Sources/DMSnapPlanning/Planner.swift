@@ -93,9 +93,38 @@ public enum Planner {
             }
             guard view.devices[base] == nil else { throw PlanError(name.value, "hidden device \(base) already exists") }
 
-            // The COW.
-            let cowPath = pair.cow
-            guard cowPath.hasPrefix("/") else { throw PlanError(cowPath, "COW must be a block device path") }
+            // The COW: a block device, or a file dmsnap runs on a loop device.
+            guard let cowPath = request.cowPath(pair) else {
+                throw PlanError(pair.device, "no COW given: name one as \(pair.device)=COW, or give --cow-dir DIR")
+            }
+            guard cowPath.hasPrefix("/") else { throw PlanError(cowPath, "COW must be an absolute path (a block device or a file)") }
+            let sizeText = pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size
+            if pair.cow.isEmpty, let dir = request.cowDirectory {
+                switch view.files[dir] {
+                case let .success(f)? where f.kind == .directory || f.kind == .symlink: break
+                case .success?: throw PlanError(dir, "--cow-dir is not a directory")
+                case let .failure(e)?: throw PlanError(dir, "--cow-dir: \(e)")
+                case nil: break
+                }
+            }
+            // Under /dev only block devices: a typo there must not become a COW file.
+            let fileAllowed = !cowPath.hasPrefix("/dev/")
+            if fileAllowed, case let .success(facts)? = view.files[cowPath], facts.kind != .blockDevice {
+                let member = try fileMember(index: index, name: name, info: info, table: table, base: base, setName: setName,
+                                            path: cowPath, facts: facts, sizeText: sizeText, request: request, chunk: chunk,
+                                            view: view, others: members)
+                members.append(member)
+                continue
+            }
+            if fileAllowed, case let .failure(e)? = view.files[cowPath], !view.isBlockDevice(cowPath) {
+                if e.errno == .noSuchFileOrDirectory || e.errno == .notDirectory {
+                    throw PlanError(cowPath, "directory \(FileFacts.directory(of: cowPath)) does not exist")
+                }
+                throw PlanError(cowPath, e.description)
+            }
+            if let sizeText {
+                throw PlanError(cowPath, "a size (:\(sizeText)) applies to COW files; a block device is used whole")
+            }
             let cow: BlockDeviceInfo
             switch view.blocks[cowPath] {
             case let .success(b)?: cow = b
@@ -113,7 +142,7 @@ public enum Planner {
                     throw PlanError(cowPath, "COW device \(dmName) is in a snapshot set")
                 }
             }
-            if view.sets.contains(where: { $0.members.contains { $0.cowNumber == cow.number } }) {
+            if view.sets.contains(where: { $0.members.contains { $0.cowFile == nil && $0.cowNumber == cow.number } }) {
                 throw PlanError(cowPath, "COW is already used by another snapshot set")
             }
             if let mp = view.mountPoints(of: cow.number).first { throw PlanError(cowPath, "COW is mounted on \(mp)") }
@@ -124,7 +153,7 @@ public enum Planner {
             if case let .success(devBlock)? = view.blocks[name.path], chunk.bytes % UInt64(devBlock.logicalBlockSize) != 0 {
                 throw PlanError(name.value, "chunk size \(chunk.bytes) is not a multiple of the logical block size \(devBlock.logicalBlockSize)")
             }
-            let minimum = Sectors(chunk.value * 3)
+            let minimum = ExceptionStore.minimum(chunk: chunk)
             if cow.size < minimum {
                 throw PlanError(cowPath, "COW too small: \(cow.size.bytes) bytes, needs at least \(minimum.bytes) (header, metadata and one data chunk)")
             }
@@ -138,7 +167,8 @@ public enum Planner {
                 cowSize: cow.size))
         }
 
-        try refuseRecursion(members, view)
+        try refuseRecursion(members, view, fileSystems: fileSystems(members, view))
+        try refuseLackOfSpace(members, view, request)
         var set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
         set.bootID = view.bootID
         return (set, takePlan(set, view: view))
@@ -148,12 +178,27 @@ public enum Planner {
     /// window (the loop worker waits on the frozen filesystem while the thaw waits on the loop,
     /// KERNEL.md): refuse a COW stacked on a member, or a loop over a file on a filesystem of the
     /// set (on a member, or on a device stacked on one, through any number of loops).
-    static func refuseRecursion(_ members: [SnapshotSet.Member], _ view: KernelView) throws(PlanError) {
+    static func refuseRecursion(_ members: [SnapshotSet.Member], _ view: KernelView,
+                                fileSystems: [String: DeviceNumber] = [:]) throws(PlanError) {
         let numbers = Set(members.map(\.number))
         func onTheSet(_ n: DeviceNumber) -> SnapshotSet.Member? {
             members.first { $0.number == n || view.underlying(n).contains($0.number) }
         }
         for m in members {
+            if m.cowFile != nil, let fs = fileSystems[m.cow] {
+                if let owner = onTheSet(fs) {
+                    throw PlanError(m.cow, "COW file is on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
+                }
+                var n = fs
+                for _ in 0..<8 {
+                    guard let backing = view.loopBackings[n] else { break }
+                    if let owner = onTheSet(backing.fileSystemDevice) {
+                        throw PlanError(m.cow, "COW file is on a loop over \(backing.file), on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
+                    }
+                    n = backing.fileSystemDevice
+                }
+                continue
+            }
             // (a COW that is a member itself is refused earlier)
             if !numbers.contains(m.cowNumber), let owner = onTheSet(m.cowNumber) {
                 throw PlanError(m.cow, "COW is stacked on \(owner.device), a device of the set: writes to the snapshot would go into the snapshot")
@@ -175,6 +220,11 @@ public enum Planner {
         // Recorded first, so a killed take can always be found and recovered.
         var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
         let headerBytes = headerBytes(set.chunk)
+        steps += attachSteps(set)
+        if set.members.contains(where: { $0.cowFile != nil }) {
+            // again, now with the loops' numbers (recover matches the kernel's tables by them)
+            steps.append(Step(.save(set.with(phase: .taking))))
+        }
         for m in set.members {
             steps.append(Step(.create(m.base, uuid: m.baseUUID, table: m.originalTable, hidden: true), undo: [.remove(m.base)]))
         }
@@ -211,7 +261,18 @@ public enum Planner {
     /// The snapshot table a plan loads: it names the base by name (a base the plan creates has no
     /// number yet; the executor resolves it to MAJ:MIN before loading).
     static func takeTable(_ m: SnapshotSet.Member, chunk: Sectors, merge: Bool = false) -> Table {
-        m.snapshotTable(base: .mapper(m.base), chunk: chunk, merge: merge)
+        m.snapshotTableAttaching(base: .mapper(m.base), chunk: chunk, merge: merge)
+    }
+
+    /// Creating (when dmsnap makes it) and attaching every COW file of `set` to a loop device.
+    static func attachSteps(_ set: SnapshotSet, creating: Bool = true) -> [Step] {
+        var steps: [Step] = []
+        for m in set.members {
+            guard let file = m.cowFile else { continue }
+            if creating, file.created { steps.append(Step(.createFile(m.cow, bytes: m.cowSize.bytes), undo: [.deleteFile(m.cow)])) }
+            steps.append(Step(.attachLoop(m.cow, directIO: file.directIO), undo: [.detachLoop(m.cow)]))
+        }
+        return steps
     }
 
     /// How much of a COW is wiped: its header chunk, at least 4 KiB.

@@ -45,7 +45,7 @@ extension Planner {
         }
         func removeBasesWipeForget() -> [Step] {
             set.members.filter { view.devices[$0.base] != nil }.map { Step(.remove($0.base)) }
-                + set.members.map { Step.release($0.cow, bytes: headerBytes) }
+                + set.members.map { Step.release($0, bytes: headerBytes) }
                 + [Step(.deleteState(set.name))]
         }
         func isSnapshot(_ s: Observation.Runs) -> Bool { s == .snapshot }
@@ -67,7 +67,7 @@ extension Planner {
             steps += set.members.filter { view.devices[$0.base] != nil }.map { Step(.remove($0.base)) }
             // A loaded snapshot table writes its header to the COW; the take wiped it first, so
             // wipe it again: the COW is reusable as the take found it.
-            steps += set.members.map { Step.release($0.cow, bytes: headerBytes) }
+            steps += set.members.map { Step.release($0, bytes: headerBytes) }
             steps.append(Step(.deleteState(set.name)))
             return Settlement(plan: Plan(steps: steps, commitIndex: -1), summary: "undid the interrupted take of set \(set.name)")
         case .active:

@@ -17,12 +17,24 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         public var reason: String?
         /// Where its frozen image is mounted (`dmsnap mount`), when it is.
         public var imageMount: String?
+        /// `block` or `file` (a COW file dmsnap runs on a loop device).
+        public var cowKind = "block"
+        /// The loop device a COW file runs on now.
+        public var cowLoop: String?
+        /// On tmpfs/ramfs: lost at reboot.
+        public var volatile = false
+        /// From a running `dmsnap monitor`: how fast the COW fills, and when it would be full.
+        public var monitored = false
+        public var fillRateBytesPerSecond: Double?
+        public var secondsToFull: Double?
 
         enum CodingKeys: String, CodingKey {
             case device, base, cow, state, reason
             case imageMount = "image_mount"
             case chunkSectors = "chunk_sectors", cowTotalSectors = "cow_total_sectors", cowUsedSectors = "cow_used_sectors"
             case metadataSectors = "metadata_sectors", usedPercent = "used_percent"
+            case cowKind = "cow_kind", cowLoop = "cow_loop", volatile, monitored
+            case fillRateBytesPerSecond = "fill_rate_bytes_per_second", secondsToFull = "seconds_to_full"
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -38,6 +50,12 @@ public struct SetStatus: Encodable, Hashable, Sendable {
             try c.encode(state, forKey: .state)
             if let reason { try c.encode(reason, forKey: .reason) }
             if let imageMount { try c.encode(imageMount, forKey: .imageMount) }
+            try c.encode(cowKind, forKey: .cowKind)
+            if let cowLoop { try c.encode(cowLoop, forKey: .cowLoop) }
+            if volatile { try c.encode(volatile, forKey: .volatile) }
+            try c.encode(monitored, forKey: .monitored)
+            if let fillRateBytesPerSecond { try c.encode(fillRateBytesPerSecond.rounded(), forKey: .fillRateBytesPerSecond) }
+            if let secondsToFull { try c.encode((secondsToFull * 10).rounded() / 10, forKey: .secondsToFull) }
         }
     }
 
@@ -81,6 +99,11 @@ public struct SetStatus: Encodable, Hashable, Sendable {
             var d = Device(device: m.device.value, base: m.base.value, cow: m.cow, chunkSectors: set.chunk.value,
                            cowTotalSectors: m.cowSize.value, state: seen.state, reason: seen.reason)
             d.imageMount = m.view?.mountPoint
+            if let file = m.cowFile {
+                d.cowKind = "file"
+                d.volatile = file.volatile
+                if seen.state == .active || seen.state == .merging { d.cowLoop = view.devicePaths[m.cowNumber] }
+            }
             if case let .valid(a, t, meta)? = seen.status {
                 d.cowTotalSectors = t.value
                 d.cowUsedSectors = a.value

@@ -3,13 +3,23 @@ import DMSnapModel
 /// A request to snapshot a set of devices.
 public struct TakeRequest: Hashable, Sendable {
     public var set: String
-    /// (device, cow) as given: a device is a dm name, `/dev/mapper/NAME` or `/dev/dm-N`; a COW is a block device path.
+    /// (device, cow) as given: a device is a dm name, `/dev/mapper/NAME` or `/dev/dm-N`; a COW is
+    /// a block device path, or a regular file's (`PATH` or `PATH:SIZE`), or empty with `cowDirectory`.
     public var pairs: [(device: String, cow: String)]
     public var chunkSize: String?
     public var force: Bool
     /// How long freezing every filesystem of the set may take; past it the take gives up, thaws
     /// and rolls back (a filesystem over a slow or stuck device). nil: no limit.
     public var freezeTimeout: Duration?
+
+    /// Where COW files go for devices given without `=COW` (`SET-DEVICE.cow`).
+    public var cowDirectory: String?
+    /// How big new COW files are made (`--cow-size`): a size or a percentage of the origin.
+    public var cowSize: String?
+    /// Accept COW files on tmpfs/ramfs (the set is lost at reboot).
+    public var volatile = false
+    /// Run COW files' loops with direct I/O where the filesystem allows it (no double caching).
+    public var directIO = true
 
     public static let defaultFreezeTimeout: Duration = .seconds(10)
 
@@ -22,16 +32,38 @@ public struct TakeRequest: Hashable, Sendable {
         self.freezeTimeout = freezeTimeout
     }
 
-    /// Parses `DEVICE=COW`.
+    /// Parses `DEVICE=COW` or (a COW file in `--cow-dir`) `DEVICE`.
     public static func pair(_ text: String) throws(PlanError) -> (device: String, cow: String) {
-        guard let eq = text.firstIndex(of: "="), eq != text.startIndex, text.index(after: eq) != text.endIndex else {
+        guard let eq = text.firstIndex(of: "=") else {
+            guard !text.isEmpty else { throw PlanError(text, "expected DEVICE=COW") }
+            return (text, "")
+        }
+        guard eq != text.startIndex, text.index(after: eq) != text.endIndex else {
             throw PlanError(text, "expected DEVICE=COW")
         }
         return (String(text[..<eq]), String(text[text.index(after: eq)...]))
     }
 
+    /// A COW as given: its path and, for a file, `:SIZE` (a size or a percentage) when given.
+    public static func cowSpec(_ cow: String) -> (path: String, size: String?) {
+        guard let colon = cow.lastIndex(of: ":") else { return (cow, nil) }
+        let size = String(cow[cow.index(after: colon)...])
+        // only a suffix that reads as a size is one: a path may hold a colon
+        guard (try? COWSizePolicy(parsing: size)) != nil || size.first?.isNumber == true else { return (cow, nil) }
+        return (String(cow[..<colon]), size)
+    }
+
+    /// The COW path for a pair: as given, or `DIR/SET-DEVICE.cow` for a device given alone.
+    public func cowPath(_ pair: (device: String, cow: String)) -> String? {
+        if !pair.cow.isEmpty { return Self.cowSpec(pair.cow).path }
+        guard let dir = cowDirectory else { return nil }
+        let device = pair.device.split(separator: "/").last.map(String.init) ?? pair.device
+        return (dir.hasSuffix("/") ? String(dir.dropLast()) : dir) + "/\(set)-\(device).cow"
+    }
+
     public static func == (a: TakeRequest, b: TakeRequest) -> Bool {
         a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force && a.freezeTimeout == b.freezeTimeout
+            && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
             && a.pairs.map { [$0.device, $0.cow] } == b.pairs.map { [$0.device, $0.cow] }
     }
     public func hash(into h: inout Hasher) {
@@ -43,7 +75,8 @@ public struct TakeRequest: Hashable, Sendable {
     /// or `/dev/mapper/NAME` for a device given by name — are only stat'ed and asked for their size
     /// (no I/O: a device may be suspended); COWs are probed too. Read in full: the named devices,
     /// their would-be bases, and (added by gather) the dm devices behind the paths.
-    public var lookups: (paths: [String], probePaths: [String], scope: KernelView.Scope) {
+    /// COW paths are also inspected as files (`files`), as is `--cow-dir`.
+    public var lookups: (paths: [String], probePaths: [String], scope: KernelView.Scope, files: [String]) {
         var paths: [String] = []
         var named: [String] = []
         var names: Set<DeviceName> = []
@@ -56,6 +89,8 @@ public struct TakeRequest: Hashable, Sendable {
                 if let base = try? DMSnapNaming.baseName(for: name) { names.insert(base) }
             }
         }
-        return (paths + named, pairs.map(\.cow).filter { $0.hasPrefix("/") }, .devices(names))
+        let cows = pairs.compactMap(cowPath).filter { $0.hasPrefix("/") }
+        let files = cows.filter { !$0.hasPrefix("/dev/") } + (cowDirectory.map { [$0] } ?? [])
+        return (paths + named, cows, .devices(names), files)
     }
 }

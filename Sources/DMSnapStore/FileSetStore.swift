@@ -102,6 +102,16 @@ public final class FileSetStore: SetStore {
     public func load(_ name: SetName) throws(StoreError) -> SnapshotSet? {
         guard try checkDirectory(create: false) else { return nil }
         let file = path(name)
+        guard let bytes = try read(file) else { return nil }
+        do {
+            return try Self.decoder.decode(SnapshotSet.self, from: Data(bytes))
+        } catch {
+            throw StoreError(path: file, .corrupt(Self.oneLine(error, bytes: bytes.count)))
+        }
+    }
+
+    /// A file's bytes; nil when it does not exist (never through a symlink).
+    private func read(_ file: String) throws(StoreError) -> [UInt8]? {
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open(FilePath(file), .readOnly, options: [.noFollow, .closeOnExec]) } catch {
             if error as? Errno == .noSuchFileOrDirectory { return nil }
@@ -118,21 +128,39 @@ public final class FileSetStore: SetStore {
             if n == 0 { break }
             bytes += chunk[0..<n]
         }
-        do {
-            return try Self.decoder.decode(SnapshotSet.self, from: Data(bytes))
-        } catch {
-            throw StoreError(path: file, .corrupt(Self.oneLine(error, bytes: bytes.count)))
-        }
+        return bytes
     }
 
     public func save(_ set: SnapshotSet) throws(StoreError) {
-        _ = try checkDirectory(create: true)
         let file = path(set.name)
-        let temp = "\(directory)/.\(set.name.value).json.tmp"
         let data: Data
         do { data = try Self.encoder.encode(set) } catch {
             throw StoreError(path: file, .corrupt("cannot encode: \(error)"))
         }
+        try write(data, to: file, temp: "\(directory)/.\(set.name.value).json.tmp")
+    }
+
+    /// The running monitor's report: `.monitor` in the state directory (never a set: hidden).
+    var monitorFile: String { "\(directory)/.monitor" }
+
+    public func monitorReport() -> MonitorReport? {
+        guard let bytes = try? read(monitorFile) else { return nil }
+        return try? Self.decoder.decode(MonitorReport.self, from: Data(bytes))
+    }
+
+    public func saveMonitorReport(_ report: MonitorReport?) throws(StoreError) {
+        guard let report else {
+            unlink(monitorFile)
+            return
+        }
+        let data: Data
+        do { data = try Self.encoder.encode(report) } catch { throw StoreError(path: monitorFile, .corrupt("cannot encode: \(error)")) }
+        try write(data, to: monitorFile, temp: "\(directory)/.monitor.tmp", durable: false)
+    }
+
+    /// Atomic: written to `temp`, synced, renamed over `file` (and the directory synced when `durable`).
+    private func write(_ data: Data, to file: String, temp: String, durable: Bool = true) throws(StoreError) {
+        _ = try checkDirectory(create: true)
         unlink(temp)
         let fd: FileDescriptor
         do {
@@ -149,10 +177,10 @@ public final class FileSetStore: SetStore {
         do { _ = try data.withUnsafeBytes { try fd.writeAll($0) } } catch {
             throw StoreError(path: temp, .io(call: "write", errno: error as? Errno ?? .ioError))
         }
-        try check("fsync", temp) { fsync(fd.rawValue) }
+        if durable { try check("fsync", temp) { fsync(fd.rawValue) } }
         try check("rename", file) { rename(temp, file) }
         renamed = true
-        syncDirectory()
+        if durable { syncDirectory() }
     }
 
     public func delete(_ name: SetName) throws(StoreError) {

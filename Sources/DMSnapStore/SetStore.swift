@@ -17,6 +17,9 @@ public protocol SetStore: AnyObject {
     /// Atomic: a reader sees the old or the new description, never a torn one.
     func save(_ set: SnapshotSet) throws(StoreError)
     func delete(_ name: SetName) throws(StoreError)
+    /// What the running monitor last reported (nil when none did).
+    func monitorReport() -> MonitorReport?
+    func saveMonitorReport(_ report: MonitorReport?) throws(StoreError)
 }
 
 /// What the state directory holds.

@@ -104,7 +104,7 @@ public final class FakeKernel: KernelControl {
 
     // MARK: the model
 
-    private func record(_ line: String, device: String, call: String) throws(KernelError) {
+    func record(_ line: String, device: String, call: String) throws(KernelError) {
         let index = trace.count
         trace.append(line)
         if failAtCall == index || (failWhen?(line) ?? false) {
@@ -113,7 +113,7 @@ public final class FakeKernel: KernelControl {
     }
 
     /// The number of a dm device named by `/dev/mapper/NAME` or `/dev/dm-N`.
-    private func dmNumber(_ path: String) -> DeviceNumber? {
+    func dmNumber(_ path: String) -> DeviceNumber? {
         if path.hasPrefix("/dev/mapper/"), let name = try? DeviceName(String(path.dropFirst(12))) {
             return devices[name]?.number
         }
@@ -141,7 +141,7 @@ public final class FakeKernel: KernelControl {
     }
 
     /// Device numbers a table refers to (numbers and /dev paths that resolve).
-    private func references(_ table: Table) -> [DeviceNumber] { table.devices.compactMap(resolve) }
+    func references(_ table: Table) -> [DeviceNumber] { table.devices.compactMap(resolve) }
 
     private func openCount(_ d: Device) -> Int {
         d.externalOpens + devices.values.filter { other in
@@ -236,6 +236,7 @@ public final class FakeKernel: KernelControl {
         try record("clear \(name)", device: name.value, call: "clear")
         _ = try existing(name, "clear")
         devices[name]?.inactive = nil
+        pruneLoops()
     }
 
     public func suspend(_ name: DeviceName, lockfs: Bool) throws(KernelError) {
@@ -257,6 +258,7 @@ public final class FakeKernel: KernelControl {
             failedTargets.remove(name)
         }
         devices[name]?.suspended = false
+        pruneLoops()
     }
 
     public func remove(_ name: DeviceName) throws(KernelError) {
@@ -264,6 +266,7 @@ public final class FakeKernel: KernelControl {
         let d = try existing(name, "remove")
         guard openCount(d) == 0 else { throw KernelError(call: "remove", device: name.value, errno: .resourceBusy) }
         devices[name] = nil
+        pruneLoops()
     }
 
     public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo {
@@ -334,6 +337,7 @@ public final class FakeKernel: KernelControl {
 
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try record("read \(path) \(bytes)", device: path, call: "read")
+        if let f = files[path] { return Array((f.header + [UInt8](repeating: 0, count: bytes)).prefix(bytes)) }
         if let b = blocks[path] { return Array((b.header + [UInt8](repeating: 0, count: bytes)).prefix(bytes)) }
         if dmNumber(path) != nil { return [UInt8](repeating: 0, count: bytes) }
         throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)
@@ -388,11 +392,25 @@ public final class FakeKernel: KernelControl {
         return access(path, F_OK) == 0 ? DeviceNumber(major: 8, minor: 1) : nil
     }
 
+    /// COW files (see FakeKernel+Files), the directories they may go in, symlinks among the paths,
+    /// the loops attached to files and the ones dmsnap still holds open.
+    public var files: [String: FakeFile] = [:]
+    public var fileDirectories: [String: FakeDirectory] = [:]
+    public var symlinks: Set<String> = []
+    public internal(set) var loopFiles: [DeviceNumber: String] = [:]
+    var openLoops: Set<DeviceNumber> = []
+
     /// Paths under a fake mount that exist.
     public var existingFiles: Set<String> = []
 
     public func zeroHeader(_ path: String, bytes: Int) throws(KernelError) {
         try record("zero \(path) \(bytes)", device: path, call: "write header")
+        if var f = files[path] {
+            f.header = [UInt8](repeating: 0, count: bytes) + f.header.dropFirst(bytes)
+            f.signature = nil
+            files[path] = f
+            return
+        }
         guard var b = blocks[path] else {
             // A dm device used as a COW: nothing to model beyond its existence.
             if dmNumber(path) != nil { return }
@@ -407,6 +425,12 @@ public final class FakeKernel: KernelControl {
     @discardableResult
     public func wipeSignatures(_ path: String) throws(KernelError) -> [String] {
         try record("wipe \(path)", device: path, call: "wipe signature")
+        if var f = files[path] {
+            let wiped = f.signature.map { [$0] } ?? []
+            f.signature = nil
+            files[path] = f
+            return wiped
+        }
         guard var b = blocks[path] else {
             if dmNumber(path) != nil { return [] }
             throw KernelError(call: "open", device: path, errno: .noSuchFileOrDirectory)

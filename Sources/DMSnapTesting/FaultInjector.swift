@@ -132,6 +132,29 @@ public final class FaultInjector: KernelControl {
         try inner.removeDirectory(path)
     }
     public func isEmptyDirectory(_ path: String) -> Bool? { inner.isEmptyDirectory(path) }
+    public func inspectFile(_ path: String) throws(KernelError) -> FileFacts { try inner.inspectFile(path) }
+    public func createFile(_ path: String, bytes: UInt64) throws(KernelError) {
+        try changing("createfile", path)
+        try inner.createFile(path, bytes: bytes)
+    }
+    public func growFile(_ path: String, to bytes: UInt64) throws(KernelError) {
+        try changing("growfile", path)
+        try inner.growFile(path, to: bytes)
+    }
+    public func deleteFile(_ path: String) throws(KernelError) {
+        try changing("deletefile", path)
+        try inner.deleteFile(path)
+    }
+    public func attachLoop(_ path: String, directIO: Bool) throws(KernelError) -> LoopAttachment {
+        try changing("attachloop", path)
+        return try inner.attachLoop(path, directIO: directIO)
+    }
+    public func releaseLoop(_ loop: LoopAttachment) { inner.releaseLoop(loop) }
+    public func refreshLoopCapacity(_ number: DeviceNumber, file: String) throws(KernelError) -> Sectors {
+        try changing("loopcapacity", file)
+        return try inner.refreshLoopCapacity(number, file: file)
+    }
+    public func space(of path: String) throws(KernelError) -> (free: UInt64, total: UInt64) { try inner.space(of: path) }
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
         try changing("syncfs", mountPoint)
         try inner.syncFilesystem(mountPoint)

@@ -29,6 +29,9 @@ public final class MemorySetStore: SetStore {
         unreadable[set.name] = nil
         sets[set.name] = set
     }
+    public var report: MonitorReport?
+    public func monitorReport() -> MonitorReport? { report }
+    public func saveMonitorReport(_ report: MonitorReport?) throws(StoreError) { self.report = report }
     public func delete(_ name: SetName) throws(StoreError) {
         if failDelete { throw StoreError(path: "memory:\(name)", .injected) }
         sets[name] = nil

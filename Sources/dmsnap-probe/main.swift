@@ -140,7 +140,7 @@ func takeFloor(_ a: [String]) {
         request = TakeRequest(set: "floor", pairs: try a.map { s throws(PlanError) in try TakeRequest.pair(s) })
         let lookups = request.lookups
         let view = try KernelView.read(kernel, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
-                                       scope: lookups.scope)
+                                       scope: lookups.scope, files: lookups.files)
         (_, plan) = try Planner.take(request, view: view)
     } catch { fail("\(error)") }
     let t1 = ContinuousClock.now

@@ -17,7 +17,8 @@ public struct DMSnapCommand: ParsableCommand {
         abstract: "Consistent, online device-mapper snapshots of a set of block devices.",
         discussion: ExitStatus.helpText,
         version: DMSnapVersion.string,
-        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Forget.self, Changes.self, Export.self, Mount.self, Umount.self, Devices.self]
+        subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Forget.self, Changes.self, Export.self, Mount.self, Umount.self, Devices.self,
+                      Extend.self, Monitor.self]
     )
 
     public init() {}

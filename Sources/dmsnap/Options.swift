@@ -26,6 +26,7 @@ enum StatusField: String, CaseIterable, ExpressibleByArgument {
     case set, setState = "set_state", created, device, base, cow, chunkSectors = "chunk_sectors"
     case cowTotalSectors = "cow_total_sectors", cowUsedSectors = "cow_used_sectors"
     case metadataSectors = "metadata_sectors", usedPercent = "used_percent", state
+    case cowKind = "cow_kind", cowLoop = "cow_loop", timeToFull = "time_to_full"
 
     static let defaults: [StatusField] = [.set, .device, .cow, .state, .usedPercent, .cowUsedSectors, .cowTotalSectors]
     static var names: String { allCases.map(\.rawValue).joined(separator: ",") }

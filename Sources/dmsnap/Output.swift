@@ -29,6 +29,23 @@ enum Output {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
+    /// Writes one line to stdout at once (not buffered: a reader of a pipe sees it now).
+    static func line(_ text: String) {
+        var bytes = Array((text + "\n").utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            guard n > 0 else { return }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+
+    /// One line (JSON lines).
+    static func compactJSON<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     static var isTerminal: Bool { isatty(1) != 0 }
 
     /// Left-aligned columns, two spaces apart.

@@ -35,12 +35,18 @@ struct Status: ParsableCommand {
             print("No snapshot sets.")
             return
         }
-        StatusPrinter.table(sets, fields: o ?? StatusField.defaults, headings: !noheadings)
+        var fields = o ?? StatusField.defaults
+        // a running monitor knows when each COW fills up
+        if o == nil, sets.contains(where: { $0.devices.contains(where: \.monitored) }) { fields.append(.timeToFull) }
+        StatusPrinter.table(sets, fields: fields, headings: !noheadings)
         // For people: what each set that needs something is, and the command that moves it on.
         if o == nil && !noheadings {
             for s in sets where s.hint != nil { print(s.summary) }
             for s in sets {
                 for d in s.devices { if let mp = d.imageMount { print("set \(s.name): \(d.device)'s frozen image is mounted on \(mp)") } }
+                for d in s.devices where d.volatile {
+                    print("set \(s.name): \(d.device)'s COW file is in memory (tmpfs): the set is lost at reboot")
+                }
             }
         }
     }

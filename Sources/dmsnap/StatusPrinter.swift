@@ -20,11 +20,23 @@ enum StatusPrinter {
                     case .metadataSectors: d.metadataSectors.map(String.init) ?? "-"
                     case .usedPercent: d.usedPercent.map { fixed($0, 2) } ?? "-"
                     case .state: d.state.rawValue
+                    case .cowKind: d.cowKind + (d.volatile ? " (volatile)" : "")
+                    case .cowLoop: d.cowLoop ?? "-"
+                    case .timeToFull: d.secondsToFull.map(duration) ?? (d.monitored ? "not filling" : "-")
                     }
                 })
             }
         }
         let text = Output.columns(rows, header: headings ? fields.map(\.heading) : nil)
         if !text.isEmpty { print(text) }
+    }
+
+    /// `45s`, `12m`, `3h20m`, `2d4h`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m" }
+        if s < 86400 { return "\(s / 3600)h\(s % 3600 / 60)m" }
+        return "\(s / 86400)d\(s % 86400 / 3600)h"
     }
 }

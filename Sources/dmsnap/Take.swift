@@ -5,18 +5,31 @@ struct Take: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Snapshot a set of live devices in one freeze window.",
         usage: """
-            dmsnap take <set> <DEVICE=COW>... [--chunk-size <size>] [--force]
-                   [--freeze-timeout <seconds>] [--json] [--wait-lock <seconds>]
+            dmsnap take <set> <DEVICE=COW[:SIZE]>... [--cow-size <size>] [--force]
+                   [--chunk-size <size>] [--freeze-timeout <seconds>] [--json]
+            dmsnap take <set> <DEVICE>... --cow-dir <dir> [--cow-size <size>] ...
             """,
         discussion: """
             Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts; \
-            its writes go to COW (a block device) from now on. A hidden base device per DEVICE holds \
-            the frozen image. All devices are frozen together, so the set is consistent.
+            its writes go to COW from now on. A hidden base device per DEVICE holds the frozen image. \
+            All devices are frozen together, so the set is consistent.
+
+            COW is a block device, or a file: dmsnap creates a missing file sparse (SIZE, else \
+            --cow-size) and runs it on a loop device; merge and discard delete it again. \
+            'dmsnap monitor' grows COW files before they fill.
             """
     )
 
     @Argument(help: "Name of the new set: 1-64 of [A-Za-z0-9._+-].") var set: String
-    @Argument(help: ArgumentHelp("DEVICE=COW pairs.", valueName: "DEVICE=COW")) var pairs: [DevicePair] = []
+    @Argument(help: ArgumentHelp("DEVICE=COW pairs (DEVICE alone with --cow-dir).", valueName: "DEVICE=COW[:SIZE]"))
+    var pairs: [DevicePair] = []
+    @Option(help: ArgumentHelp("Make the COW files here, one per device (SET-DEVICE.cow).", valueName: "dir"))
+    var cowDir: String?
+    @Option(help: ArgumentHelp("Size of new COW files: bytes (512M, 2G) or a share of the device (default: 20%).",
+                               valueName: "size"))
+    var cowSize: String?
+    @Flag(help: "Accept COW files on tmpfs or ramfs: the set is lost at reboot.") var volatile = false
+    @Flag(help: "Run COW files' loops through the page cache instead of direct I/O.") var bufferedCow = false
     @Option(help: ArgumentHelp("COW chunk size, a power of two from 4k to 512k (default: 4k).", valueName: "size"))
     var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
@@ -38,8 +51,13 @@ struct Take: ParsableCommand {
         let manager = makeManager(common)
         let started = ContinuousClock.now
         _ = try cli { () throws(DMSnapError) in
-            try manager.take(TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,
-                                         freezeTimeout: .milliseconds(Int64((freezeTimeout * 1000).rounded()))))
+            var request = TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,
+                                      freezeTimeout: .milliseconds(Int64((freezeTimeout * 1000).rounded())))
+            request.cowDirectory = cowDir
+            request.cowSize = cowSize
+            request.volatile = volatile
+            request.directIO = !bufferedCow
+            return try manager.take(request)
         }
         let elapsed = ContinuousClock.now - started
         if let signal = LinuxKernel.pendingSignal {

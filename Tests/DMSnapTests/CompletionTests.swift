@@ -7,7 +7,8 @@ import Testing
     @Test func aFieldListCompletesItsLastField() {
         let fields = StatusField.allCases.map(\.rawValue)
         #expect(Completions.list("set,dev", of: fields) == ["set,device"])
-        #expect(Completions.list("state,cow_", of: fields) == ["state,cow_total_sectors", "state,cow_used_sectors"])
+        #expect(Completions.list("state,cow_u", of: fields) == ["state,cow_used_sectors"])
+        #expect(Completions.list("state,cow_", of: fields) == ["state,cow_total_sectors", "state,cow_used_sectors", "state,cow_kind", "state,cow_loop"])
         #expect(Completions.list("", of: ["a", "b"]) == ["a", "b"])
         #expect(Completions.list("x,", of: ["a", "b"]) == ["x,a", "x,b"])
     }

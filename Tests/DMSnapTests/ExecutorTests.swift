@@ -926,7 +926,7 @@ struct StatusJSONTests {
         #expect(devices.count == 2)
         for d in devices {
             #expect(Set(d.keys) == ["device", "base", "cow", "chunk_sectors", "cow_total_sectors", "cow_used_sectors",
-                                    "metadata_sectors", "used_percent", "state"])
+                                    "metadata_sectors", "used_percent", "state", "cow_kind", "monitored"])
             for key in ["chunk_sectors", "cow_total_sectors", "cow_used_sectors", "metadata_sectors", "used_percent"] {
                 #expect(d[key] is NSNumber && !(d[key] is String), "\(key) is \(String(describing: d[key]))")
             }

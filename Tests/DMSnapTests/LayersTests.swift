@@ -19,6 +19,8 @@ final class FailingStore: SetStore {
     func load(_ name: SetName) throws(StoreError) -> SnapshotSet? { throw StoreError(path: "\(location)/\(name).json", kind) }
     func save(_ set: SnapshotSet) throws(StoreError) { throw StoreError(path: location, kind) }
     func delete(_ name: SetName) throws(StoreError) { throw StoreError(path: location, kind) }
+    func monitorReport() -> MonitorReport? { nil }
+    func saveMonitorReport(_ report: MonitorReport?) throws(StoreError) { throw StoreError(path: location, kind) }
 }
 
 /// A logger that collects warnings.
@@ -154,7 +156,7 @@ struct CLIArgumentTests {
         #expect(try StatusField.list("set,used_percent,state") == [.set, .usedPercent, .state])
         #expect(StatusField.allCases.map(\.rawValue) == ["set", "set_state", "created", "device", "base", "cow", "chunk_sectors",
                                                          "cow_total_sectors", "cow_used_sectors", "metadata_sectors",
-                                                         "used_percent", "state"])
+                                                         "used_percent", "state", "cow_kind", "cow_loop", "time_to_full"])
         #expect(throws: (any Error).self) { try StatusField.list("set,nope") }
         #expect(StatusField.usedPercent.heading == "USED PERCENT")
     }

@@ -95,11 +95,11 @@ struct BadTake: Sendable, CustomTestStringConvertible {
             fx.dm.addDevice(mkName(long), table: Fx.original(1))
         },
         BadTake("COW missing", ["vg0-live=/dev/loop99"], mentions: ["/dev/loop99: No such file or directory"]),
-        BadTake("COW not a block device", ["vg0-live=/etc/hostname"], mentions: ["/etc/hostname: not a block device"]) { fx in
+        BadTake("COW not a block device", ["vg0-live=/dev/null"], mentions: ["/dev/null: not a block device"]) { fx in
             fx.dm.failErrno = .notBlockDevice
-            fx.dm.failWhen = { $0 == "blockdev /etc/hostname" }
+            fx.dm.failWhen = { $0 == "blockdev /dev/null" }
         },
-        BadTake("COW not a path", ["vg0-live=loop10"], mentions: ["loop10: COW must be a block device path"]),
+        BadTake("COW not a path", ["vg0-live=loop10"], mentions: ["loop10: COW must be an absolute path"]),
         BadTake("COW mounted", [pair0], mentions: ["/dev/loop10: COW is mounted on /srv/cow"]) { fx in
             fx.dm.mountTable.append(MountEntry(number: Fx.cowNumber(0), mountPoint: "/srv/cow", fsType: "ext4", source: Fx.cow(0)))
         },

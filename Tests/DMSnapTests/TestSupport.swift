@@ -41,7 +41,7 @@ enum Fx {
     static func original(_ k: Int) -> Table { mkTable("0 131072 linear 7:\(k) 0") }
 
     /// Trace verbs of FakeKernel calls that only read.
-    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read", "readdirect"]
+    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read", "readdirect", "inspect"]
 
     static func verb(_ traceLine: String) -> String { String(traceLine.prefix { $0 != " " }) }
     static func isRead(_ traceLine: String) -> Bool { readCalls.contains(verb(traceLine)) }
@@ -68,12 +68,17 @@ func fxVerb(_ action: Action) -> String {
     case .removeDirectory: "rmdir"
     case .mount: "mount"
     case .unmount: "umount"
+    case .createFile: "createfile"
+    case .deleteFile: "deletefile"
+    case .attachLoop: "attachloop"
+    case .detachLoop: "detachloop"
     }
 }
 
 /// The trace verbs of the calls an action makes (a COW release: wipe, then zero).
 func fxVerbs(_ action: Action) -> Set<String> {
     if case .releaseCOW = action { return ["wipe", "zero"] }
+    if case .detachLoop = action { return [] }  // closes a descriptor: no kernel call
     return [fxVerb(action)]
 }
 
@@ -160,7 +165,7 @@ final class SnapFixture {
     func view(for request: TakeRequest) throws -> KernelView {
         let lookups = request.lookups
         return try KernelView.read(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
-                                     scope: lookups.scope)
+                                     scope: lookups.scope, files: lookups.files)
     }
 
     /// Takes through the manager; records an issue and returns nil on failure.

@@ -64,7 +64,7 @@ package_contents() {
     local f bad=0 cmd
     for f in /usr/sbin/dmsnap /usr/share/man/man8/dmsnap.8.gz /usr/share/bash-completion/completions/dmsnap \
         /usr/share/zsh/vendor-completions/_dmsnap /usr/share/fish/vendor_completions.d/dmsnap.fish \
-        /lib/systemd/system/dmsnap-activate.service /etc/default/dmsnap /usr/share/doc/dmsnap/copyright /var/lib/dmsnap/; do
+        /lib/systemd/system/dmsnap-activate.service /lib/systemd/system/dmsnap-monitor.service /etc/default/dmsnap /usr/share/doc/dmsnap/copyright /var/lib/dmsnap/; do
         grep -qx -- "$f" "$work/files" || { echo "missing $f"; bad=1; }
     done
     for cmd in $(subcommands); do
@@ -105,15 +105,16 @@ unpacked_tree_works() {
 }
 
 unit_verifies() {
-    local r=$work/root
-    [[ -f $r/lib/systemd/system/dmsnap-activate.service ]] || { echo "no unit in the package"; return 1; }
-    # verify the unit as installed, its ExecStart pointing at the unpacked binary
+    local r=$work/root unit
     mkdir -p "$work/units"
-    sed "s|^ExecStart=/usr/sbin/dmsnap|ExecStart=$r/usr/sbin/dmsnap|" "$r/lib/systemd/system/dmsnap-activate.service" \
-        >"$work/units/dmsnap-activate.service"
-    SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$work/units/dmsnap-activate.service" 2>&1 | tee "$work/verify.txt"
-    local rc=${PIPESTATUS[0]}
-    ((rc == 0)) && ! grep -q "dmsnap-activate.service" "$work/verify.txt"
+    for unit in dmsnap-activate.service dmsnap-monitor.service; do
+        [[ -f $r/lib/systemd/system/$unit ]] || { echo "no $unit in the package"; return 1; }
+        # verify the unit as installed, its ExecStart pointing at the unpacked binary
+        sed "s|^ExecStart=/usr/sbin/dmsnap|ExecStart=$r/usr/sbin/dmsnap|" "$r/lib/systemd/system/$unit" >"$work/units/$unit"
+        SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$work/units/$unit" 2>&1 | tee "$work/verify.txt"
+        local rc=${PIPESTATUS[0]}
+        ((rc == 0)) && ! grep -q "$unit" "$work/verify.txt" || { echo "$unit does not verify"; return 1; }
+    done
 }
 
 install_and_uninstall() {
@@ -122,6 +123,7 @@ install_and_uninstall() {
     [[ -x $d$pre/sbin/dmsnap && -f $d$pre/share/man/man8/dmsnap-take.8 && -f $d$pre/share/bash-completion/completions/dmsnap ]] ||
         { echo "files missing after install"; find "$d"; return 1; }
     grep -q "^ExecStart=$pre/sbin/dmsnap activate --all" "$d$pre/lib/systemd/system/dmsnap-activate.service" || { echo "unit not pointed at the prefix"; return 1; }
+    grep -q "^ExecStart=$pre/sbin/dmsnap monitor " "$d$pre/lib/systemd/system/dmsnap-monitor.service" || { echo "monitor unit not pointed at the prefix"; return 1; }
     [[ $(stat -c %a "$d/var/lib/dmsnap") == 700 ]] || { echo "state directory not 0700"; return 1; }
     # an edited config is kept at uninstall; a foreign file in the way stops an install
     echo "DMSNAP_STATE_DIR=/srv/dmsnap" >>"$d/etc/default/dmsnap"
@@ -168,7 +170,7 @@ check "the Debian package builds (scripts/package-deb.sh)" package_builds
 check "lintian reports no error on the package" lintian_no_error
 check "package: binary, a page per subcommand, completions, unit, conffile, Depends" package_contents
 check "from the unpacked package: dmsnap --version, man -l" unpacked_tree_works
-check "systemd-analyze verify passes on dmsnap-activate.service" unit_verifies
+check "systemd-analyze verify passes on dmsnap-activate.service and dmsnap-monitor.service" unit_verifies
 check "install.sh installs, uninstalls only its own unchanged files, refuses a foreign file" install_and_uninstall
 check "bash completion lists subcommands, recorded sets and status fields" completion_lists
 echo "install: $pass passed, $fail failed"

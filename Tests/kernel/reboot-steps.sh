@@ -6,7 +6,7 @@ phase=$1 dir=$2
 DMSNAP=$PWD/.build/debug/dmsnap
 FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
-A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e
+A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e F=rbt-f
 fail() { echo "FAIL $*"; exit 1; }
 
 if [[ $phase == one ]]; then
@@ -21,6 +21,17 @@ if [[ $phase == one ]]; then
         sync
         "$DMSNAP" take "s$n" "rbt-${x%%:*}=$cow"
     done
+    # s6: a COW file on a filesystem of its own (rbt-cf); activate attaches it again after the reboot
+    "$FX" create rbt-cf 128M --fs ext4 --mount "$dir/cf" >/dev/null
+    "$FX" create $F 64M --fs ext4 --mount "$dir/mf" >/dev/null
+    head -c 1M /dev/urandom >"$dir/mf/before"
+    sync
+    "$DMSNAP" take s6 "$F=$dir/cf/f.cow"
+    "$FX" checksum "/dev/mapper/$F-dmsnap-base" >"$dir/frozen-f"
+    head -c 2M /dev/urandom >"$dir/mf/after"
+    sync
+    "$FX" checksum "$dir/mf" >"$dir/expected-f"
+    dmsetup table rbt-cf >"$dir/table-cf"
     "$FX" checksum "/dev/mapper/$C-dmsnap-base" >"$dir/frozen-c"
     dd if=/dev/urandom of="$dir/mc/big" bs=1M count=4 conv=fsync status=none 2>/dev/null || true
     "$DMSNAP" status s3 -o state --noheadings | grep -q invalid || fail "s3 did not overflow"
@@ -38,10 +49,11 @@ if [[ $phase == one ]]; then
     # what the admin's tools know: the original tables and the loop files
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s1.json" >"$dir/table-a"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s2.json" >"$dir/table-b"
-    for x in c:s3 d:s4 e:s5; do
+    for x in c:s3 d:s4 e:s5 f:s6; do
         python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/${x#*:}.json" >"$dir/table-${x%%:*}"
     done
-    losetup -l -n -O NAME,BACK-FILE >"$dir/loops"
+    # (not the loop dmsnap attached to the COW file: that one is dmsnap's to attach again)
+    losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" 'index($2, d) != 1' >"$dir/loops"
     sync
     echo "boot one: took s1 and s2, wrote, halting without cleanup"
     exit 0
@@ -55,6 +67,9 @@ dmsetup create $B --table "$(cat "$dir/table-b")"
 dmsetup create $C --table "$(cat "$dir/table-c")"
 dmsetup create $D --table "$(cat "$dir/table-d")"
 dmsetup create $E --table "$(cat "$dir/table-e")"
+dmsetup create rbt-cf --table "$(cat "$dir/table-cf")"
+mount /dev/mapper/rbt-cf "$dir/cf"
+dmsetup create $F --table "$(cat "$dir/table-f")"
 cleanup() { "$FX" sweep rbt- >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -112,6 +127,25 @@ out=$("$DMSNAP" activate s3 2>&1) && fail "reboot_invalid_discard: activate did 
 "$DMSNAP" status s3 >/dev/null 2>&1 && fail "reboot_invalid_discard: the set is still recorded"
 [[ $("$FX" checksum "/dev/mapper/$C") == "$(cat "$dir/frozen-c")" ]] || fail "reboot_invalid_discard: not the frozen image"
 echo "PASS reboot_invalid_discard"
+
+# a set whose COW is a file: inactive after the reboot; activate attaches a loop to the file
+# again; every change is back; merge deletes the file dmsnap made and its loop detaches
+[[ $("$DMSNAP" status s6 -o state --noheadings | tr -d ' ') == inactive ]] || fail "reboot_cowfile_activate: s6 is not inactive"
+"$DMSNAP" activate s6 || fail "reboot_cowfile_activate: activate failed"
+loop=$(losetup -n -O NAME -j "$dir/cf/f.cow")
+[[ -n $loop ]] || fail "reboot_cowfile_activate: no loop over the COW file after activate"
+[[ $("$DMSNAP" status s6 --json | json_field '["devices"][0]["cow_loop"]') == "$loop" ]] || fail "reboot_cowfile_activate: status names another loop"
+[[ $("$FX" checksum "/dev/mapper/$F-dmsnap-base") == "$(cat "$dir/frozen-f")" ]] || fail "reboot_cowfile_activate: base is not the frozen image"
+mkdir -p "$dir/mf"
+mount "/dev/mapper/$F" "$dir/mf"
+[[ $("$FX" checksum "$dir/mf") == "$(cat "$dir/expected-f")" ]] || fail "reboot_cowfile_activate: content after activate differs"
+"$DMSNAP" merge s6 || fail "reboot_cowfile_activate: merge failed"
+[[ $("$FX" checksum "$dir/mf") == "$(cat "$dir/expected-f")" ]] || fail "reboot_cowfile_activate: content after merge differs"
+[[ ! -e $dir/cf/f.cow ]] || fail "reboot_cowfile_activate: the COW file is still there after merge"
+for _ in $(seq 20); do [[ -z $(losetup -n -O NAME -j "$dir/cf/f.cow" 2>/dev/null) ]] && break; sleep 0.1; done
+[[ -z $(losetup -n -O NAME -j "$dir/cf/f.cow" 2>/dev/null) ]] || fail "reboot_cowfile_activate: loop left over the COW file"
+umount "$dir/mf"
+echo "PASS reboot_cowfile_activate"
 
 # what dmsnap-activate.service runs at boot: every inactive set whose devices exist comes back
 # (s5); the one whose device changed since take (s2) is reported and left; exit 1

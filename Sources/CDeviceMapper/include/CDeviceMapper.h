@@ -83,6 +83,16 @@ int cdm_o_tmpfile(void);
 /// number, and an open fd of it (with autoclear, closing the last one detaches it).
 int cdm_loop_attach(int backing_fd, int flags, unsigned *out_major, unsigned *out_minor, int *out_fd);
 int cdm_loop_autoclear(void);
+int cdm_loop_direct_io(void);
+/// The loop's LO_FLAGS now (LOOP_GET_STATUS64), and the device and inode of its backing file.
+int cdm_loop_status(int loop_fd, unsigned *out_flags, unsigned long long *out_dev, unsigned long long *out_ino);
+/// LOOP_SET_CAPACITY: the loop re-reads its backing file's size.
+int cdm_loop_set_capacity(int loop_fd);
+/// 1 when another process (or a loop device) has the file open: a write lease cannot be taken
+/// (F_SETLEASE); 0 when none has; -1 with errno when the filesystem cannot tell (no leases).
+int cdm_file_in_use(int fd);
+/// statfs: the filesystem's magic, and its free (for unprivileged users, f_bavail) and total bytes.
+int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long long *out_free, unsigned long long *out_total);
 
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
