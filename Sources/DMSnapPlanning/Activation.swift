@@ -39,6 +39,8 @@ extension Planner {
                     if let use = f.inUse { throw PlanError(m.cow, "COW file is in use (\(use))") }
                     cowSize = Sectors(f.size / 512)
                 case .success?: throw PlanError(m.cow, "COW file is gone or not a regular file any more; use 'dmsnap discard \(set.name)' to forget the set")
+                case let .failure(e)? where e.errno == .noSuchFileOrDirectory:
+                    throw PlanError(m.cow, "COW file is gone: the changes since take are lost; use 'dmsnap discard \(set.name)' to forget the set (the devices hold the frozen image)")
                 case let .failure(e)?: throw PlanError(m.cow, "COW file: \(e)")
                 case nil: throw PlanError(m.cow, "COW file not looked up")
                 }

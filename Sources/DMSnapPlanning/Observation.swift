@@ -54,6 +54,10 @@ extension Planner {
                 return Observation(state: .invalid, runs: .gone, status: nil,
                                    reason: "after a reboot, \(m.cow) has no snapshot header (wiped, or not this set's COW)")
             }
+        case let .failure(e)? where m.cowFile != nil && e.errno == .noSuchFileOrDirectory:
+            // (a --volatile set's file on tmpfs went with the reboot)
+            return Observation(state: .invalid, runs: .gone, status: nil,
+                               reason: "after a reboot, the COW file \(m.cow) is gone\(m.cowFile?.volatile == true ? " (it was in memory)" : ""): the changes since take are lost, the devices hold the frozen image")
         case let .failure(e)?:
             return Observation(state: .inactive, runs: .gone, status: nil,
                                reason: "its devices are gone after a reboot; the COW \(m.cow) cannot be read (\(e))")

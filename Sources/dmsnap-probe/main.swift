@@ -5,6 +5,11 @@
 //   dmsnap-probe floor DEVICE=COW...       benchmark: the kernel floor of a take of N devices
 //   dmsnap-probe mergefloor DEVICE... [--interval-ms N] [--no-finish]
 //                                          benchmark: the kernel floor of a merge
+//   dmsnap-probe watch DEVICE THRESHOLD SECONDS
+//                                          benchmark: an observer of a snapshot's COW, polling
+//                                          its status every 1 ms: for every crossing of
+//                                          THRESHOLD percent, the time until the COW's size
+//                                          grows (what the monitor's reaction looks like)
 //
 // The floors run exactly the planner's plan for a take (a merge) with the product's executor, in
 // one process, with the set recorded only in memory and no command around it: the same kernel
@@ -117,6 +122,11 @@ case "state":
     } catch { fail("\(error)") }
 case "floor":
     takeFloor(Array(args.dropFirst()))
+case "watch":
+    guard args.count == 4, let name = try? DeviceName(args[1]), let threshold = Double(args[2]), let seconds = Double(args[3]) else {
+        fail("usage: dmsnap-probe watch DEVICE THRESHOLD SECONDS")
+    }
+    watch(name, threshold: threshold, seconds: seconds)
 case "mergefloor":
     mergeFloor(Array(args.dropFirst()))
 default:
@@ -239,4 +249,44 @@ func blockPath(_ n: DeviceNumber) -> String {
         if let name = target.split(separator: "/").last { return "/dev/\(name)" }
     }
     return link
+}
+
+/// Polls `name`'s snapshot status every 1 ms for `seconds`; prints one line per crossing of
+/// `threshold` percent (`crossing reaction_ms=X used_percent=Y`): the time from the first poll
+/// that saw the COW at or above the threshold to the first that saw it bigger. The crossing
+/// happened at most one poll before it was seen.
+func watch(_ name: DeviceName, threshold: Double, seconds: Double) {
+    let dm = LinuxKernel()
+    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    var crossedAt: ContinuousClock.Instant?
+    var crossedTotal: UInt64 = 0
+    var peak = 0.0
+    var reactions: [Double] = []
+    var missed = 0
+    while ContinuousClock.now < end {
+        guard let status = try? dm.status(name).first?.snapshot else { break }
+        guard case let .valid(a, t, _) = status else {
+            print("invalid after \(reactions.count) crossings")
+            missed += 1
+            break
+        }
+        let used = Double(a.value) * 100 / Double(t.value)
+        peak = max(peak, used)
+        let now = ContinuousClock.now
+        if let at = crossedAt {
+            if t.value > crossedTotal {
+                let r = Double(ms(now - at))!
+                reactions.append(r)
+                print("crossing reaction_ms=\(r) used_percent=\((used * 100).rounded() / 100)")
+                crossedAt = nil
+            }
+        } else if used >= threshold {
+            crossedAt = now
+            crossedTotal = t.value
+        }
+        usleep(1000)
+    }
+    let sorted = reactions.sorted()
+    func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)] }
+    print("watch crossings=\(sorted.count) p50_ms=\(pct(0.5)) p95_ms=\(pct(0.95)) max_ms=\(sorted.last ?? 0) peak_percent=\((peak * 100).rounded() / 100) invalid=\(missed)")
 }

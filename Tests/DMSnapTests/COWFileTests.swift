@@ -225,6 +225,29 @@ struct COWFileTests {
         #expect(rebooted.dm.device(Fx.live(0))?.live?.targets.first?.params.snapshot?.cow == .number(loop))
     }
 
+    /// A --volatile set after a reboot: its file went with the memory. Status says invalid and
+    /// points to discard, which forgets the set (the devices hold the frozen image).
+    @Test func aVolatileSetAfterARebootIsInvalidAndDiscardEndsIt() throws {
+        let fx = Self.fixture()
+        fx.dm.fileDirectories["/run"] = FakeKernel.FakeDirectory(fileSystemDevice: DeviceNumber(major: 0, minor: 22), type: "tmpfs")
+        var r = TakeRequest(set: "s", pairs: [(Fx.live(0).value, "/run/x.cow")])
+        r.volatile = true
+        let set = try attempt { () throws(DMSnapError) in try fx.manager.take(r) }.get()
+        #expect(set.members[0].cowFile?.volatile == true)
+        let rebooted = Self.fixture()
+        rebooted.dm.fileDirectories["/run"] = fx.dm.fileDirectories["/run"]
+        rebooted.dm.bootID = "boot-2"
+        try rebooted.store.save(set)
+        let status = try attempt { () throws(DMSnapError) in try rebooted.manager.status("s") }.get()[0]
+        #expect(status.state == .invalid && status.hint == "dmsnap discard s", "\(status.summary)")
+        #expect(status.summary.contains("is gone (it was in memory)"))
+        let activation = attempt { () throws(DMSnapError) in try rebooted.manager.activate("s") }
+        guard case let .failure(.refused(e)) = activation else { Issue.record("activate did not refuse: \(activation)"); return }
+        #expect(e.description.contains("dmsnap discard s"))
+        _ = try attempt { () throws(DMSnapError) in try rebooted.manager.discard("s") }.get()
+        #expect(rebooted.store.sets.isEmpty)
+    }
+
     @Test func extendGrowsTheFileAndTheLoop() throws {
         let fx = Self.fixture()
         let set = try Self.take(fx, ["\(Fx.live(0))=\(Self.dir)/a.cow:8M"]).get()

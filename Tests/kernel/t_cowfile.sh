@@ -128,6 +128,10 @@ test_cowfile_volatile() {
     assert_contains "$T_OUT" "--volatile"
     assert_no_file "$tmp/x.cow"
     assert_exit 0 "take --volatile" -- "$DMSNAP" take s1 "$live=$tmp/x.cow" --volatile
+    # tmpfs has no direct I/O: the loop falls back to the page cache by itself
+    local loop
+    loop=$(loops_on "$tmp/x.cow")
+    assert_eq "$(cat "/sys/block/${loop#/dev/}/loop/dio")" 0 "direct I/O on a tmpfs loop"
     assert_exit 0 "status" -- "$DMSNAP" status s1
     assert_contains "$T_OUT" "lost at reboot"
     assert_eq "$(json <("$DMSNAP" status s1 --json) 'd["devices"][0]["volatile"]')" True "volatile in JSON"

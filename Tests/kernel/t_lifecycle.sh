@@ -144,7 +144,7 @@ test_status_json_and_usage_grows() {
     printf '%s' "$T_OUT" >"$T_DIR/a.json"
     assert_eq "$(json "$T_DIR/a.json" 'sorted(d.keys())')" "['created', 'devices', 'name', 'state']"
     assert_eq "$(json "$T_DIR/a.json" 'sorted(k for k in d["devices"][0].keys() if k != "reason")')" \
-        "['base', 'chunk_sectors', 'cow', 'cow_total_sectors', 'cow_used_sectors', 'device', 'metadata_sectors', 'state', 'used_percent']"
+        "['base', 'chunk_sectors', 'cow', 'cow_kind', 'cow_total_sectors', 'cow_used_sectors', 'device', 'metadata_sectors', 'monitored', 'state', 'used_percent']"
     assert_eq "$(json "$T_DIR/a.json" 'd["name"], d["state"], d["devices"][0]["state"], d["devices"][0]["chunk_sectors"]')" "s1 active active 8"
     assert_eq "$(json "$T_DIR/a.json" 'all(isinstance(d["devices"][0][k], (int, float)) for k in ("cow_total_sectors","cow_used_sectors","metadata_sectors","used_percent"))')" True
     local p0 p1
