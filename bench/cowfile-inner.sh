@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
 # cowfile-inner.sh - the COW-file benchmark; runs as root inside the test kernel (bench/cowfile.sh):
 #   Tests/kernel/run-in-uml.sh -- bench/cowfile-inner.sh --out DIR [--reps N] [--seconds S] [--bin DIR]
+#       [--monitor-seconds M] [--idle-seconds I] [--prefix P] [--quick]
 # In one boot, interleaved (the order rotates per repetition), fio random 4 KiB direct writes
 # (iodepth 16, S seconds) on a raw 1 GiB device:
 #   none          no snapshot
-#   block         a dmsnap set with a block-device COW (a loop device)
-#   file          a dmsnap set with a COW file on another filesystem (ext4), loop with direct I/O
+#   block         a dmsnap set with a block-device COW (a dm-linear device over a loop: an LV on a disk)
+#   file          a dmsnap set with a COW file on ext4 on the same kind of device, loop with direct I/O
 #   file-buffered the same through the page cache (--buffered-cow)
 #   lvm-none      an LVM LV of the same size on the same kind of backing, no snapshot
 #   lvm-snap      the LV with an LVM snapshot (lvcreate -s)
 # and sequential 1 MiB direct writes for block / file / file-buffered. Then the monitor: a COW
-# file of 16 MiB under a writer limited to 20 MiB/s for 40 s, `dmsnap monitor` growing it, and
+# file of 16 MiB under a writer limited to 20 MiB/s for M s (70), `dmsnap monitor` growing it, and
 # `dmsnap-probe watch` (an independent observer polling the status every 1 ms) timing every
 # crossing of the threshold until the kernel sees the grown size; and the monitor's CPU while
-# the sets are idle (a large COW, and a 16 MiB one). Writes DIR/cowfile.md and DIR/cowfile.json.
+# the sets are idle for I s each (20; a large COW, and a 16 MiB one beside it). --quick: one
+# repetition of 1 s, M=8, I=3 (the kernel suite's smoke test). Writes DIR/cowfile.md and .json.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/.." && pwd -P)
-out='' reps=3 seconds=5 bin=$repo/.build/release
+out='' reps=3 seconds=5 bin=$repo/.build/release monitor_seconds=70 idle_seconds=20 P=dmsbc-
+size_mb=1024 cow_mb=700 fs_mb=3072
 while (($#)); do
     case $1 in
     --out) out=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --monitor-seconds) monitor_seconds=$2; shift 2 ;;
+    --idle-seconds) idle_seconds=$2; shift 2 ;;
+    --prefix) P=$2; shift 2 ;;
+    --quick) reps=1 seconds=1 monitor_seconds=8 idle_seconds=3 size_mb=256 cow_mb=200 fs_mb=768; shift ;;
     *) echo "cowfile-inner: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -33,7 +40,6 @@ DMSNAP=$bin/dmsnap PROBE=$bin/dmsnap-probe
 [[ -x $PROBE ]] || PROBE=$repo/.build/debug/dmsnap-probe
 work=$(mktemp -d /var/tmp/dmsnap-bench-cow.XXXXXX)  # pids repeat from boot to boot
 export DMSNAP_FIXTURE_DIR=$work/fixtures DMSNAP_STATE_DIR=$work/state DM_DISABLE_UDEV=1 LVM_SUPPRESS_FD_WARNINGS=1
-P=dmsbc-
 log=$out/bench.log
 : >"$log"
 say() { echo "cowfile: $*" >&2; }
@@ -57,25 +63,25 @@ cleanup() {
 trap cleanup EXIT
 
 live=${P}live dev=/dev/mapper/${P}live cf=$work/cowfs
-fx create "${P}cowfs" 3G --fs ext4 --mount "$cf" >/dev/null
-fx create "$live" 1G >/dev/null
-blk=$(fx cow "${P}blk" 700M)
-pv=$(fx cow "${P}pv" 1800M)
+fx create "${P}cowfs" "${fs_mb}M" --fs ext4 --mount "$cf" >/dev/null
+fx create "$live" "${size_mb}M" >/dev/null
+blk=$(fx create "${P}blk" "${cow_mb}M")
+pv=$(fx cow "${P}pv" "$((size_mb + cow_mb + 100))M")
 lvmx pvcreate -q -y "$pv" >>"$log" 2>&1
 lvmx vgcreate -q -y "$vg" "$pv" >>"$log" 2>&1
-lvmx lvcreate -q -y -Wn -L 1G -n lv "$vg" >>"$log" 2>&1
+lvmx lvcreate -q -y -Wn -L "${size_mb}M" -n lv "$vg" >>"$log" 2>&1
 lv=/dev/mapper/$vg_dm-lv
 [[ -b $lv ]] || { say "$lv did not appear"; exit 1; }
 # both origins fully written once, so no write lands on a hole of the backing file
-dd if=/dev/zero of="$dev" bs=4M oflag=direct status=none
-dd if=/dev/zero of="$lv" bs=4M oflag=direct status=none
+dd if=/dev/zero of="$dev" bs=4M count=$((size_mb / 4)) oflag=direct status=none
+dd if=/dev/zero of="$lv" bs=4M count=$((size_mb / 4)) oflag=direct status=none
 say "devices made"
 
 raw=$out/cowfile-raw.jsonl
 : >"$raw"
 # fio_on DEV RW BS: IOPS and MiB/s of S seconds of direct writes on DEV
 fio_on() {
-    fio --name=w --filename="$1" --rw="$2" --bs="$3" --direct=1 --ioengine=libaio --iodepth=16 --size=512M \
+    fio --name=w --filename="$1" --rw="$2" --bs="$3" --direct=1 --ioengine=libaio --iodepth=16 --size=$((size_mb / 2))M \
         --runtime="$seconds" --time_based --randrepeat=0 --norandommap --output-format=json 2>>"$log" |
         python3 -c 'import json,sys; w=json.load(sys.stdin)["jobs"][0]["write"]; print(w["iops"], w["bw"] / 1024)'
 }
@@ -87,10 +93,10 @@ measure() { # CASE REP RW BS
     case $c in
     none) ;;
     block) "$DMSNAP" take bs "$live=$blk" --no-syslog >>"$log" ;;
-    file) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size 700M --no-syslog >>"$log" ;;
-    file-buffered) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size 700M --buffered-cow --no-syslog >>"$log" ;;
+    file) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size "${cow_mb}M" --no-syslog >>"$log" ;;
+    file-buffered) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size "${cow_mb}M" --buffered-cow --no-syslog >>"$log" ;;
     lvm-none) target=$lv ;;
-    lvm-snap) target=$lv; lvmx lvcreate -q -y -s -L 700M -n snap "$vg/lv" >>"$log" 2>&1 ;;
+    lvm-snap) target=$lv; lvmx lvcreate -q -y -s -L "${cow_mb}M" -n snap "$vg/lv" >>"$log" 2>&1 ;;
     esac
     if [[ $c == file ]]; then
         local loop
@@ -119,11 +125,11 @@ done
 "$DMSNAP" monitor --json --no-syslog >"$out/monitor.jsonl" 2>>"$log" &
 MON=$!
 sleep 1
-"$PROBE" watch "$live" 70 42 >"$out/watch.txt" &
+"$PROBE" watch "$live" 70 "$((monitor_seconds + 2))" >"$out/watch.txt" &
 watcher=$!
 sleep 1
-fio --name=r --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=libaio --iodepth=4 --size=1G \
-    --rate=20m --runtime=40 --time_based --randrepeat=0 --norandommap >>"$log" 2>&1 || true
+fio --name=r --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=libaio --iodepth=4 --size="${size_mb}M" \
+    --rate=20m --runtime="$monitor_seconds" --time_based --randrepeat=0 --norandommap >>"$log" 2>&1 || true
 wait "$watcher"
 cow_after=$(stat -c %s "$cf/m.cow")
 state=$("$DMSNAP" status bm --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
@@ -138,11 +144,11 @@ idle() { # SECONDS -> percent of one core
     python3 -c "print(round(($b - $a) / $hz / (($t1 - $t0) / 1e6) * 100, 3))"
 }
 sleep 2
-idle_large=$(idle 20)
+idle_large=$(idle "$idle_seconds")
 fx create "${P}small" 256M >/dev/null
 "$DMSNAP" take bi "${P}small=$cf/i.cow:16M" --no-syslog >>"$log"
 sleep 2
-idle_small=$(idle 20)
+idle_small=$(idle "$idle_seconds")
 kill "$MON"
 wait "$MON" || true
 MON=''
@@ -151,5 +157,5 @@ grows=$(grep -c '"event":"grew"' "$out/monitor.jsonl" || true)
 "$DMSNAP" discard bi --no-syslog >>"$log"
 
 python3 "$here/cowfile-report.py" "$raw" "$out/watch.txt" "$out" "$DIO" "$idle_large" "$idle_small" "$grows" \
-    "$cow_after" "$state" "$reps" "$seconds"
+    "$cow_after" "$state" "$reps" "$seconds" "$monitor_seconds"
 say "done"

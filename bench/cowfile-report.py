@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """cowfile-report.py - turns bench/cowfile-inner.sh's raw numbers into cowfile.md and cowfile.json.
 
-usage: cowfile-report.py RAW.jsonl WATCH.txt OUTDIR DIO IDLE_LARGE IDLE_SMALL GROWS COW_AFTER STATE REPS SECONDS
+usage: cowfile-report.py RAW.jsonl WATCH.txt OUTDIR DIO IDLE_LARGE IDLE_SMALL GROWS COW_AFTER STATE REPS SECONDS MONITOR_SECONDS
 """
 import json
 import statistics
 import sys
 
-raw, watch, outdir, dio, idle_large, idle_small, grows, cow_after, state, reps, seconds = sys.argv[1:12]
+raw, watch, outdir, dio, idle_large, idle_small, grows, cow_after, state, reps, seconds, monitor_seconds = sys.argv[1:13]
 rows = [json.loads(line) for line in open(raw) if line.strip()]
 
 
@@ -40,7 +40,7 @@ result = {
     "file_buffered_vs_block_seq": ratio(seq["file-buffered"], seq["block"]),
     "snapshot_tax_dmsnap": tax_dmsnap, "snapshot_tax_lvm": tax_lvm,
     "dmsnap_vs_lvm_tax": ratio(tax_dmsnap, tax_lvm),
-    "monitor": {"crossings": crossings, "p50_ms": float(w.get("p50_ms", 0)), "p95_ms": p95,
+    "monitor": {"writer_seconds": int(monitor_seconds), "crossings": crossings, "p50_ms": float(w.get("p50_ms", 0)), "p95_ms": p95,
                 "max_ms": float(w.get("max_ms", 0)), "peak_percent": float(w.get("peak_percent", 0)),
                 "invalid": int(w.get("invalid", 0)), "grows": int(grows), "cow_after_bytes": int(cow_after),
                 "state_after": state, "idle_cpu_percent_large_cow": float(idle_large),
@@ -65,7 +65,7 @@ with open(f"{outdir}/cowfile.md", "w") as f:
     for c, v in seq.items():
         f.write(f"| {c} | {v:.1f} |\n")
     f.write(f"\nLoop over the COW file uses direct I/O: {'yes' if dio == '1' else 'no'}.\n\n")
-    f.write(f"Monitor: {crossings} threshold crossings seen by the observer, reaction p50 {w.get('p50_ms')} ms, "
+    f.write(f"Monitor (a 20 MiB/s writer for {monitor_seconds} s on a 16 MiB COW file): {crossings} threshold crossings seen by the observer, reaction p50 {w.get('p50_ms')} ms, "
             f"p95 {p95} ms, max {w.get('max_ms')} ms; the COW peaked at {w.get('peak_percent')}%, grew {grows} times "
             f"to {int(cow_after) >> 20} MiB, state afterwards: {state}. Idle CPU of the monitor: {idle_large}% of a core "
             f"(the grown COW), {idle_small}% with a 16 MiB COW beside it.\n\n")

@@ -14,11 +14,7 @@ while (($#)); do
     *) echo "cowfile.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-scripts/deps.sh
-# fio is the workload (random 4 KiB direct writes); only this benchmark needs it
-if ! command -v fio >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fio >/dev/null
-fi
+scripts/deps.sh  # (fio among them: the workload)
 mkdir -p .build/bench bench/results
 ((build)) && swift build -c release >.build/bench/build.log 2>&1
 ts=$(date -u +%Y%m%dT%H%M%SZ)

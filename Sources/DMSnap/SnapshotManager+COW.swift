@@ -112,10 +112,15 @@ public enum MonitorEvent: Sendable {
 }
 
 /// Watches the COWs of the named sets (every set when none is named, sets taken later too) and
-/// grows COW files past the threshold. It polls adaptively: the interval is half the time the
-/// COW would take to reach the threshold at the fastest rate seen (at least an assumed 1 GiB/s,
-/// what one fast disk writes), between 2 ms and 1 s: a small COW or one filling fast is looked at
-/// often, a large idle one once a second.
+/// grows COW files past the threshold. It polls adaptively, at the shorter of two intervals,
+/// between 2 ms and 1 s:
+/// - safety: half the time a writer at the worst rate (the fastest seen, at least an assumed
+///   1 GiB/s, what one fast disk writes) would take to fill the COW — it is never full unseen;
+/// - reaction: half the time the COW takes to reach the threshold at the rate writers showed
+///   (the fastest seen lately, at least 16 MiB/s), but no less than 50 ms — a crossing is seen
+///   soon after it happens without polling hard for a writer that may never come.
+/// So a COW filling fast, or a small one, is looked at often, and a large idle one about once a
+/// second.
 public final class COWMonitor {
     public let manager: SnapshotManager
     public var policy: MonitorPolicy
@@ -126,11 +131,16 @@ public final class COWMonitor {
 
     public static let minInterval: Duration = .milliseconds(2)
     public static let maxInterval: Duration = .seconds(1)
-    /// Sectors per second assumed when nothing faster was seen (1 GiB/s).
-    static let assumedRate = 2_097_152.0
+    /// Sectors per second a writer might reach at worst (1 GiB/s).
+    static let worstRate = 2_097_152.0
+    /// Sectors per second assumed for the next crossing when nothing faster was seen (16 MiB/s).
+    static let typicalRate = 32_768.0
+    /// Half-life of the fastest rate seen, in seconds.
+    static let peakHalfLife = 30.0
 
     struct Track {
         var allocated: Sectors
+        var total: Sectors = 0
         var at: ContinuousClock.Instant
         var rate: Double = 0
         var peak: Double = 0
@@ -141,6 +151,7 @@ public final class COWMonitor {
     var tracks: [String: Track] = [:]
     var sets: [SnapshotSet] = []
     var scanned: ContinuousClock.Instant?
+    var scannedStamp: timespec?
     var reported: ContinuousClock.Instant?
 
     /// Refuses set names that are not recorded.
@@ -156,9 +167,14 @@ public final class COWMonitor {
     /// One look at every watched COW (growing what needs it); returns when to look again.
     public func poll() -> Duration {
         let now = ContinuousClock.now
-        if scanned.map({ now - $0 > .milliseconds(500) }) ?? true {
+        // the set descriptions again when the state directory changed (a take, a merge), else every 5 s
+        var st = stat()
+        let stamp: timespec? = stat(manager.store.location, &st) == 0 ? st.st_mtim : nil
+        if scanned.map({ now - $0 > .seconds(5) }) ?? true || stamp == nil
+            || stamp?.tv_sec != scannedStamp?.tv_sec || stamp?.tv_nsec != scannedStamp?.tv_nsec {
             sets = ((try? manager.store.list()) ?? []).filter { names.isEmpty || names.contains($0.name) }
             scanned = now
+            scannedStamp = stamp
         }
         var next = Self.maxInterval
         var seen: Set<String> = []
@@ -177,7 +193,7 @@ public final class COWMonitor {
                 if dt > 0.001 {
                     let rate = Double(allocated.value) > Double(t.allocated.value) ? Double(allocated.value - t.allocated.value) / dt : 0
                     t.rate = t.rate == 0 ? rate : 0.5 * t.rate + 0.5 * rate
-                    t.peak = max(rate, t.peak * 0.99)
+                    t.peak = max(rate, t.peak * pow(0.5, dt / Self.peakHalfLife))
                     t.allocated = allocated
                     t.at = now
                 }
@@ -193,10 +209,12 @@ public final class COWMonitor {
                 } else {
                     t.warned = false
                 }
+                t.total = totalNow
                 tracks[key] = t
-                let headroom = policy.threshold / 100 * Double(totalNow.value) - Double(allocated.value)
-                let seconds = max(0, headroom) / max(t.peak, Self.assumedRate) / 2
-                next = min(next, max(Self.minInterval, .microseconds(Int64(seconds * 1_000_000))))
+                let headroom = max(0, policy.threshold / 100 * Double(totalNow.value) - Double(allocated.value))
+                let safety = max(0, Double(totalNow.value) - Double(allocated.value)) / max(t.peak, Self.worstRate) / 2
+                let reaction = max(0.05, headroom / max(t.peak, Self.typicalRate) / 2)
+                next = min(next, max(Self.minInterval, .microseconds(Int64(min(safety, reaction) * 1_000_000))))
             }
         }
         tracks = tracks.filter { seen.contains($0.key) }
@@ -247,15 +265,14 @@ public final class COWMonitor {
                             secondsToFull: t.rate > 0 ? left / t.rate : nil))
     }
 
-    /// Writes what each COW looks like for `status`.
+    /// Writes what each COW looked like at the last poll, for `status`.
     func report() {
         var watched: [String: MonitorReport.Watched] = [:]
         for set in sets where set.phase == .active {
             for m in set.members {
                 let key = MonitorReport.key(set.name, m.device)
-                guard let t = tracks[key], !t.invalid,
-                      case let .valid(a, total, _)? = try? manager.kernel.status(m.device).first?.snapshot else { continue }
-                let left = Double(total.value) - Double(a.value)
+                guard let t = tracks[key], !t.invalid, t.total.value > 0 else { continue }
+                let left = Double(t.total.value) - Double(t.allocated.value)
                 watched[key] = MonitorReport.Watched(fillRate: t.rate * 512, secondsToFull: t.rate > 0 ? left / t.rate : nil,
                                                      grows: m.cowFile != nil && t.grows)
             }

@@ -35,3 +35,19 @@ sorted(k for k, e in d["summary"].items()
     assert_eq "$(dmsetup ls | grep -c -e "^$T_PREFIX" -e "^${T_PREFIX//-/--}" || true)" 0 "dm devices left behind"
     assert_eq "$(find "$T_DIR/fixtures" -name '*.img' 2>/dev/null | wc -l)" 0 "fixture files left behind"
 }
+
+# The COW-file benchmark (bench/cowfile.sh) in its quick mode: every case measured, every
+# target evaluated, nothing left behind.
+test_bench_cowfile_quick_produces_results() {
+    local out=$T_DIR/cowfile
+    assert_exit 0 "bench/cowfile-inner.sh --quick" -- "$T_REPO/bench/cowfile-inner.sh" --quick --out "$out" \
+        --bin "$(dirname "$DMSNAP")" --prefix "$T_PREFIX"
+    assert_file_exists "$out/cowfile.md"
+    assert_eq "$(json "$out/cowfile.json" 'sorted(k for k, v in d["randwrite_iops"].items() if v > 0)')" \
+        "['block', 'file', 'file-buffered', 'lvm-none', 'lvm-snap', 'none']" "random-write cases without a number"
+    assert_eq "$(json "$out/cowfile.json" 'sorted(k for k, v in d["seq_write_mibs"].items() if v > 0)')" \
+        "['block', 'file', 'file-buffered']" "sequential cases without a number"
+    assert_eq "$(json "$out/cowfile.json" 'len(d["targets"]), d["monitor"]["state_after"], d["monitor"]["grows"] > 0')" \
+        "6 active True" "targets or the monitor run"
+    assert_eq "$(dmsetup ls | grep -c -e "^$T_PREFIX" || true)" 0 "dm devices left behind"
+}
