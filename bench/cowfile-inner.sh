@@ -8,10 +8,12 @@
 #   block         a dmsnap set with a block-device COW (a dm-linear device over a loop: an LV on a disk)
 #   file          a dmsnap set with a COW file on ext4 on the same kind of device, loop with direct I/O
 #   file-buffered the same through the page cache (--buffered-cow)
+#   file-prealloc a COW file the user made with fallocate (no block allocation while writing)
 #   lvm-none      an LVM LV of the same size on the same kind of backing, no snapshot
 #   lvm-snap      the LV with an LVM snapshot (lvcreate -s)
 # and sequential 1 MiB direct writes for block / file / file-buffered. Then the monitor: a COW
-# file of 16 MiB under a writer limited to 20 MiB/s for M s (70), `dmsnap monitor` growing it, and
+# file of 16 MiB under a writer limited to 20 MiB/s for M s (70), `dmsnap monitor --grow 16M`
+# growing it, and
 # `dmsnap-probe watch` (an independent observer polling the status every 1 ms) timing every
 # crossing of the threshold until the kernel sees the grown size; and the monitor's CPU while
 # the sets are idle for I s each (20; a large COW, and a 16 MiB one beside it). --quick: one
@@ -95,6 +97,7 @@ measure() { # CASE REP RW BS
     block) "$DMSNAP" take bs "$live=$blk" --no-syslog >>"$log" ;;
     file) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size "${cow_mb}M" --no-syslog >>"$log" ;;
     file-buffered) "$DMSNAP" take bs "$live=$cf/c.cow" --cow-size "${cow_mb}M" --buffered-cow --no-syslog >>"$log" ;;
+    file-prealloc) fallocate -l "${cow_mb}M" "$cf/p.cow"; "$DMSNAP" take bs "$live=$cf/p.cow" --no-syslog >>"$log" ;;
     lvm-none) target=$lv ;;
     lvm-snap) target=$lv; lvmx lvcreate -q -y -s -L "${cow_mb}M" -n snap "$vg/lv" >>"$log" 2>&1 ;;
     esac
@@ -108,21 +111,22 @@ measure() { # CASE REP RW BS
     record "$c" "$rep" "$rw" $r
     case $c in
     block | file | file-buffered) "$DMSNAP" discard bs --no-syslog >>"$log" ;;
+    file-prealloc) "$DMSNAP" discard bs --no-syslog >>"$log"; rm -f "$cf/p.cow" ;;
     lvm-snap) lvmx lvremove -q -y "$vg/snap" >>"$log" 2>&1 ;;
     esac
 }
-cases=(none block file file-buffered lvm-none lvm-snap)
+cases=(none block file file-buffered file-prealloc lvm-none lvm-snap)
 DIO=0
 for ((rep = 0; rep < reps; rep++)); do
     n=${#cases[@]}
     for ((i = 0; i < n; i++)); do measure "${cases[(i + rep) % n]}" "$rep" randwrite 4k; done
-    for c in block file file-buffered; do measure "$c" "$rep" write 1M; done
+    for c in block file file-buffered file-prealloc; do measure "$c" "$rep" write 1M; done
     say "repetition $((rep + 1)) of $reps done"
 done
 
 # ---- the monitor: reaction to threshold crossings, then CPU while idle ----
 "$DMSNAP" take bm "$live=$cf/m.cow:16M" --no-syslog >>"$log"
-"$DMSNAP" monitor --json --no-syslog >"$out/monitor.jsonl" 2>>"$log" &
+"$DMSNAP" monitor --json --no-syslog --grow 16M >"$out/monitor.jsonl" 2>>"$log" &
 MON=$!
 sleep 1
 "$PROBE" watch "$live" 70 "$((monitor_seconds + 2))" >"$out/watch.txt" &

@@ -20,8 +20,8 @@ def ratio(a, b):
     return round(a / b, 3) if b else 0.0
 
 
-rand = {c: median(c, "randwrite", "iops") for c in ["none", "block", "file", "file-buffered", "lvm-none", "lvm-snap"]}
-seq = {c: median(c, "write", "mibs") for c in ["block", "file", "file-buffered"]}
+rand = {c: median(c, "randwrite", "iops") for c in ["none", "block", "file", "file-buffered", "file-prealloc", "lvm-none", "lvm-snap"]}
+seq = {c: median(c, "write", "mibs") for c in ["block", "file", "file-buffered", "file-prealloc"]}
 tax_dmsnap = ratio(rand["block"], rand["none"])
 tax_lvm = ratio(rand["lvm-snap"], rand["lvm-none"])
 w = {}
@@ -38,6 +38,8 @@ result = {
     "file_buffered_vs_block_randwrite": ratio(rand["file-buffered"], rand["block"]),
     "file_vs_block_seq": ratio(seq["file"], seq["block"]),
     "file_buffered_vs_block_seq": ratio(seq["file-buffered"], seq["block"]),
+    "file_prealloc_vs_block_randwrite": ratio(rand["file-prealloc"], rand["block"]),
+    "file_prealloc_vs_block_seq": ratio(seq["file-prealloc"], seq["block"]),
     "snapshot_tax_dmsnap": tax_dmsnap, "snapshot_tax_lvm": tax_lvm,
     "dmsnap_vs_lvm_tax": ratio(tax_dmsnap, tax_lvm),
     "monitor": {"writer_seconds": int(monitor_seconds), "crossings": crossings, "p50_ms": float(w.get("p50_ms", 0)), "p95_ms": p95,

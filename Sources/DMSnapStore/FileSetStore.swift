@@ -140,8 +140,11 @@ public final class FileSetStore: SetStore {
         try write(data, to: file, temp: "\(directory)/.\(set.name.value).json.tmp")
     }
 
-    /// The running monitor's report: `.monitor` in the state directory (never a set: hidden).
-    var monitorFile: String { "\(directory)/.monitor" }
+    /// The running monitor's report: `.monitor/report.json` in the state directory (hidden, and in
+    /// a directory of its own: writing it every second does not change the state directory,
+    /// which the monitor watches for new sets).
+    var monitorDirectory: String { "\(directory)/.monitor" }
+    var monitorFile: String { "\(monitorDirectory)/report.json" }
 
     public func monitorReport() -> MonitorReport? {
         guard let bytes = try? read(monitorFile) else { return nil }
@@ -155,7 +158,11 @@ public final class FileSetStore: SetStore {
         }
         let data: Data
         do { data = try Self.encoder.encode(report) } catch { throw StoreError(path: monitorFile, .corrupt("cannot encode: \(error)")) }
-        try write(data, to: monitorFile, temp: "\(directory)/.monitor.tmp", durable: false)
+        _ = try checkDirectory(create: true)
+        if mkdir(monitorDirectory, 0o700) != 0 && errno != EEXIST {
+            throw StoreError(path: monitorDirectory, .io(call: "mkdir", errno: Errno(rawValue: errno)))
+        }
+        try write(data, to: monitorFile, temp: "\(monitorDirectory)/.report.tmp", durable: false)
     }
 
     /// Atomic: written to `temp`, synced, renamed over `file` (and the directory synced when `durable`).

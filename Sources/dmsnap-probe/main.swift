@@ -5,6 +5,7 @@
 //   dmsnap-probe floor DEVICE=COW...       benchmark: the kernel floor of a take of N devices
 //   dmsnap-probe mergefloor DEVICE... [--interval-ms N] [--no-finish]
 //                                          benchmark: the kernel floor of a merge
+//   dmsnap-probe statuscost NAME COUNT     what one status ioctl through the library costs
 //   dmsnap-probe watch DEVICE THRESHOLD SECONDS
 //                                          benchmark: an observer of a snapshot's COW, polling
 //                                          its status every 1 ms: for every crossing of
@@ -122,6 +123,16 @@ case "state":
     } catch { fail("\(error)") }
 case "floor":
     takeFloor(Array(args.dropFirst()))
+case "statuscost":
+    // what one look of the monitor costs: COUNT status ioctls through the library
+    guard args.count == 3, let name = try? DeviceName(args[1]), let count = Int(args[2]), count > 0 else {
+        fail("usage: dmsnap-probe statuscost NAME COUNT")
+    }
+    let dm = LinuxKernel()
+    let start = ContinuousClock.now
+    for _ in 0..<count { _ = try? dm.status(name) }
+    let d = ContinuousClock.now - start
+    print("status calls=\(count) mean_us=\(Double(ms(d))! * 1000 / Double(count))")
 case "watch":
     guard args.count == 4, let name = try? DeviceName(args[1]), let threshold = Double(args[2]), let seconds = Double(args[3]) else {
         fail("usage: dmsnap-probe watch DEVICE THRESHOLD SECONDS")

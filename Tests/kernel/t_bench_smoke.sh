@@ -44,9 +44,9 @@ test_bench_cowfile_quick_produces_results() {
         --bin "$(dirname "$DMSNAP")" --prefix "$T_PREFIX"
     assert_file_exists "$out/cowfile.md"
     assert_eq "$(json "$out/cowfile.json" 'sorted(k for k, v in d["randwrite_iops"].items() if v > 0)')" \
-        "['block', 'file', 'file-buffered', 'lvm-none', 'lvm-snap', 'none']" "random-write cases without a number"
+        "['block', 'file', 'file-buffered', 'file-prealloc', 'lvm-none', 'lvm-snap', 'none']" "random-write cases without a number"
     assert_eq "$(json "$out/cowfile.json" 'sorted(k for k, v in d["seq_write_mibs"].items() if v > 0)')" \
-        "['block', 'file', 'file-buffered']" "sequential cases without a number"
+        "['block', 'file', 'file-buffered', 'file-prealloc']" "sequential cases without a number"
     assert_eq "$(json "$out/cowfile.json" 'len(d["targets"]), d["monitor"]["state_after"], d["monitor"]["grows"] > 0')" \
         "6 active True" "targets or the monitor run"
     assert_eq "$(dmsetup ls | grep -c -e "^$T_PREFIX" || true)" 0 "dm devices left behind"

@@ -184,14 +184,16 @@ overflow_run() {
     head -c 64M /dev/urandom >/run/"$T_PREFIX"data
     head -c 1M /dev/urandom >"$mnt/before"
     sync
-    assert_exit 0 "take" -- "$DMSNAP" take s1 "$live=$CF/x.cow:16M"
     local frozen mon=
-    frozen=$(fx checksum "$(base_of "$live")")
     if [[ $monitor == yes ]]; then
-        "$DMSNAP" monitor s1 --json >"$T_DIR/mon.out" 2>"$T_DIR/mon.err" &
+        # started before the set exists: it picks up sets taken later
+        "$DMSNAP" monitor --json >"$T_DIR/mon.out" 2>"$T_DIR/mon.err" &
         mon=$!
         sleep 0.5
     fi
+    assert_exit 0 "take" -- "$DMSNAP" take s1 "$live=$CF/x.cow:16M"
+    frozen=$(fx checksum "$(base_of "$live")")
+    [[ -z $mon ]] || sleep 0.5
     # a sampler of the kernel's own numbers, independent of the monitor
     (
         while :; do dmsetup status "$live" | awk '{split($4, a, "/"); if (a[2] > 0) print a[1] * 100 / a[2]}'; sleep 0.01; done
