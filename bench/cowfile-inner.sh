@@ -16,13 +16,15 @@
 # growing it, and
 # `dmsnap-probe watch` (an independent observer polling the status every 1 ms) timing every
 # crossing of the threshold until the kernel sees the grown size; and the monitor's CPU while
-# the sets are idle for I s each (20; a large COW, and a 16 MiB one beside it). --quick: one
+# the sets are idle for I s each (20): the grown COW, then beside it a COW file of the default 20%
+# of a 64 GiB device (a production size; sparse, so it costs nothing here), then a 16 MiB one
+# beside both (the worst case: a tiny COW is watched closely by design). --quick: one
 # repetition of 1 s, M=8, I=3 (the kernel suite's smoke test). Writes DIR/cowfile.md and .json.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/.." && pwd -P)
 out='' reps=3 seconds=5 bin=$repo/.build/release monitor_seconds=70 idle_seconds=20 P=dmsbc-
-size_mb=1024 cow_mb=700 fs_mb=3072
+size_mb=1024 cow_mb=700 fs_mb=3072 big=64G
 while (($#)); do
     case $1 in
     --out) out=$2; shift 2 ;;
@@ -32,7 +34,7 @@ while (($#)); do
     --monitor-seconds) monitor_seconds=$2; shift 2 ;;
     --idle-seconds) idle_seconds=$2; shift 2 ;;
     --prefix) P=$2; shift 2 ;;
-    --quick) reps=1 seconds=1 monitor_seconds=8 idle_seconds=3 size_mb=256 cow_mb=200 fs_mb=768; shift ;;
+    --quick) reps=1 seconds=1 monitor_seconds=8 idle_seconds=3 size_mb=256 cow_mb=200 fs_mb=768 big=2G; shift ;;
     *) echo "cowfile-inner: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +59,7 @@ MON=''
 cleanup() {
     set +e
     [[ -n $MON ]] && { kill "$MON" 2>/dev/null; wait "$MON" 2>/dev/null; }
-    for s in bs bm bi; do "$DMSNAP" discard "$s" >/dev/null 2>&1; done
+    for s in bs bm bb bi; do "$DMSNAP" discard "$s" >/dev/null 2>&1; done
     lvmx vgremove -f -y "$vg" >/dev/null 2>&1
     fx sweep "$P" >/dev/null 2>&1
     rm -rf --one-file-system "$work"
@@ -137,7 +139,7 @@ fio --name=r --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=liba
 wait "$watcher"
 cow_after=$(stat -c %s "$cf/m.cow")
 state=$("$DMSNAP" status bm --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
-# idle: the same set (its COW grown), 20 s, then a fresh 16 MiB COW beside it, 20 s
+# idle: the same set (its COW grown) alone; a production-sized COW file alone; a 16 MiB one beside it
 ticks() { awk '{print $14 + $15}' "/proc/$MON/stat"; }
 hz=$(getconf CLK_TCK)
 idle() { # SECONDS -> percent of one core
@@ -148,6 +150,13 @@ idle() { # SECONDS -> percent of one core
     python3 -c "print(round(($b - $a) / $hz / (($t1 - $t0) / 1e6) * 100, 3))"
 }
 sleep 2
+idle_grown=$(idle "$idle_seconds")
+"$DMSNAP" discard bm --no-syslog >>"$log"
+fx create "${P}big" "$big" >/dev/null
+bigfs_mb=$(( $(numfmt --from=iec "$big") / 1048576 / 4 ))
+fx create "${P}bigfs" "${bigfs_mb}M" --fs ext4 --mount "$work/bigfs" >/dev/null
+"$DMSNAP" take bb "${P}big=$work/bigfs/b.cow" --no-syslog >>"$log"
+sleep 2
 idle_large=$(idle "$idle_seconds")
 fx create "${P}small" 256M >/dev/null
 "$DMSNAP" take bi "${P}small=$cf/i.cow:16M" --no-syslog >>"$log"
@@ -157,9 +166,9 @@ kill "$MON"
 wait "$MON" || true
 MON=''
 grows=$(grep -c '"event":"grew"' "$out/monitor.jsonl" || true)
-"$DMSNAP" discard bm --no-syslog >>"$log"
 "$DMSNAP" discard bi --no-syslog >>"$log"
+"$DMSNAP" discard bb --no-syslog >>"$log"
 
-python3 "$here/cowfile-report.py" "$raw" "$out/watch.txt" "$out" "$DIO" "$idle_large" "$idle_small" "$grows" \
+python3 "$here/cowfile-report.py" "$raw" "$out/watch.txt" "$out" "$DIO" "$idle_large" "$idle_small" "$idle_grown" "$grows" \
     "$cow_after" "$state" "$reps" "$seconds" "$monitor_seconds"
 say "done"

@@ -80,7 +80,7 @@ static int g_dm_ioctl(int control, unsigned long cmd, const char *name, uint32_t
 }
 
 static void g_finish_window(int control, const char *const *names, const int *lockfs, int n,
-                            const int *mount_fds, int nm)
+                            const int *mount_fds, int nm, const int *cgroup_fds, int nc)
 {
     uint32_t flags[64];
     int moved = 0;
@@ -102,10 +102,15 @@ static void g_finish_window(int control, const char *const *names, const int *lo
         int rc;
         do { rc = ioctl(mount_fds[i], FITHAW, 0); } while (rc < 0 && errno == EINTR);
     }
+    /* the frozen cgroups last: their processes run again on thawed filesystems */
+    for (int i = 0; i < nc; i++) {
+        ssize_t w;
+        do { w = pwrite(cgroup_fds[i], "0", 1, 0); } while (w < 0 && errno == EINTR);
+    }
 }
 
 int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
-                       int *out_fd, int *out_pid, volatile int **out_window)
+                       const int *cgroup_fds, int nc, int *out_fd, int *out_pid, volatile int **out_window)
 {
     int control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
     if (control < 0) return -1;
@@ -131,7 +136,7 @@ int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) {
                 if (__atomic_load_n(window, __ATOMIC_SEQ_CST))
-                    g_finish_window(control, names, lockfs, n, mount_fds, nm);
+                    g_finish_window(control, names, lockfs, n, mount_fds, nm, cgroup_fds, nc);
                 _exit(0);
             }
             if (c == 'q') _exit(0);

@@ -16,7 +16,7 @@ extension Action {
     /// A step that can leave something suspended or frozen.
     var opensWindow: Bool {
         switch self {
-        case .suspend, .freeze: true
+        case .suspend, .freeze, .freezeCgroup: true
         default: false
         }
     }
@@ -113,6 +113,10 @@ public final class Executor {
     private var loops: [String: LoopAttachment] = [:]
     /// The loops the last plan attached (file path → loop), for the set it made.
     public private(set) var attachedLoops: [String: DeviceNumber] = [:]
+    /// How long the last plan kept cgroups frozen: from the start of the first freeze to the end
+    /// of the last thaw (nil: it froze none).
+    public private(set) var cgroupsFrozen: Duration?
+    private var cgroupFreezeStart: ContinuousClock.Instant?
 
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
@@ -136,6 +140,8 @@ public final class Executor {
         }
         defer { guardian?.stop() }
         attachedLoops = [:]
+        cgroupsFrozen = nil
+        cgroupFreezeStart = nil
         defer {
             attachedLoops = loops.mapValues(\.number)
             for loop in loops.values { kernel.releaseLoop(loop) }
@@ -151,7 +157,7 @@ public final class Executor {
         var committed = plan.commitIndex < 0
         var windowOpen = false
         func holdsWindow() -> Bool {
-            pending.contains { switch $0.action { case .suspend, .freeze: true; default: false } }
+            pending.contains { switch $0.action { case .suspend, .freeze, .freezeCgroup: true; default: false } }
         }
         for (index, step) in plan.steps.enumerated() {
             if !committed, let signal = interruption?() {
@@ -180,6 +186,7 @@ public final class Executor {
             switch step.action {
             case let .resume(name): pending.removeAll { if case .suspend(name, _) = $0.action { true } else { false } }
             case let .thaw(mp): pending.removeAll { if case .freeze(mp) = $0.action { true } else { false } }
+            case let .thawCgroup(cg): pending.removeAll { if case .freezeCgroup(cg) = $0.action { true } else { false } }
             default: break
             }
             pending.append(Pending(action: step.action, undo: step.undo))
@@ -235,17 +242,19 @@ public final class Executor {
     func startGuardian(for plan: Plan) throws(KernelError) -> (any WindowGuard)? {
         var devices: [(name: DeviceName, lockfs: Bool)] = []
         var mountPoints: [String] = []
+        var cgroups: [String] = []
         for step in plan.steps {
             for action in [step.action] + step.undo {
                 switch action {
                 case let .suspend(name, lockfs) where !devices.contains(where: { $0.name == name }): devices.append((name, lockfs))
                 case let .freeze(mp) where !mountPoints.contains(mp): mountPoints.append(mp)
+                case let .freezeCgroup(cg) where !cgroups.contains(cg): cgroups.append(cg)
                 default: break
                 }
             }
         }
         guard plan.steps.contains(where: \.action.opensWindow) else { return nil }
-        return try kernel.startGuardian(devices: devices, mountPoints: mountPoints)
+        return try kernel.startGuardian(devices: devices, mountPoints: mountPoints, cgroups: cgroups)
     }
 
     /// Undoes in reverse. After the commit point only suspends and freezes are undone.
@@ -255,7 +264,7 @@ public final class Executor {
         for entry in pending.reversed() {
             if onlySafety {
                 switch entry.action {
-                case .suspend, .freeze: break
+                case .suspend, .freeze, .freezeCgroup: break
                 default: continue
                 }
             }
@@ -308,6 +317,12 @@ public final class Executor {
             case let .thaw(mp): try kernel.thaw(mp)
             case let .thawIfFrozen(mp):
                 do { try kernel.thaw(mp) } catch where error.errno == .invalidArgument {}
+            case let .freezeCgroup(cg):
+                if cgroupFreezeStart == nil { cgroupFreezeStart = .now }
+                try kernel.freezeCgroup(cg, timeout: freezeTimeout)
+            case let .thawCgroup(cg):
+                try kernel.thawCgroup(cg)
+                if let start = cgroupFreezeStart { cgroupsFrozen = .now - start }
             case let .createView(name, uuid, origin, size, scratch):
                 try kernel.createView(name, uuid: uuid, origin: origin, size: size, scratch: scratch)
             case let .createFile(path, bytes): try kernel.createFile(path, bytes: bytes)

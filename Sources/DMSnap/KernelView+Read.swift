@@ -1,4 +1,14 @@
 extension KernelView {
+    /// Looks up the cgroups a take would freeze: the directories given and the units' cgroups.
+    public mutating func readCgroups(_ kernel: some KernelControl, _ request: TakeRequest) {
+        for unit in request.units where units[unit] == nil {
+            if let cg = kernel.cgroup(ofUnit: unit) { units[unit] = cg }
+        }
+        for path in request.cgroups + Array(units.values) where cgroups[path] == nil {
+            do { cgroups[path] = .success(try kernel.inspectCgroup(path)) } catch { cgroups[path] = .failure(error.lookupFailure) }
+        }
+    }
+
     /// Reads what a plan needs: the dm devices in `scope` (one list ioctl finds every device's
     /// number; only the scope is read in full), the mounts, the recorded sets, and block-device
     /// facts for `paths`. `probePaths` (COWs) are also checked for exclusive users and

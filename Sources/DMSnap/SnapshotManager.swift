@@ -129,7 +129,8 @@ public final class SnapshotManager {
         }
         return try journaled(request.set, "take", taken) { () throws(DMSnapError) -> SnapshotSet in try locked { () throws(DMSnapError) -> SnapshotSet in
             let lookups = request.lookups
-            let view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
+            var view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
+            view.readCgroups(kernel, request)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
             for (pair, m) in zip(request.pairs, set.members) where m.cowFile?.created == true {
                 let text = (pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size) ?? request.cowSize
@@ -142,7 +143,11 @@ public final class SnapshotManager {
             executor.freezeTimeout = request.freezeTimeout
             defer { executor.freezeTimeout = nil }
             try execute(takePlan, for: set.name)
-            return recordFingerprints(set.with(phase: .active).with(loops: executor.attachedLoops))
+            var taken = set.with(phase: .active).with(loops: executor.attachedLoops)
+            if let frozen = executor.cgroupsFrozen {
+                taken.cgroupsFrozenMilliseconds = (Double(frozen.components.seconds) * 1e3 + Double(frozen.components.attoseconds) / 1e15)
+            }
+            return recordFingerprints(taken)
         } }
     }
 

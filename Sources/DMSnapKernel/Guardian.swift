@@ -32,14 +32,22 @@ extension LinuxKernel: GuardianControl {
         deinit { stop() }
     }
 
-    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard {
-        // The filesystems' directories are opened here; the child keeps its own copies.
+    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String],
+                              cgroups: [String]) throws(KernelError) -> any WindowGuard {
+        // The filesystems' directories and the cgroups' freeze files are opened here; the child
+        // keeps its own copies.
         var fds: [Int32] = []
-        defer { for fd in fds { close(fd) } }
+        var cgroupFDs: [Int32] = []
+        defer { for fd in fds + cgroupFDs { close(fd) } }
         for mp in mountPoints {
             let fd = open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard fd >= 0 else { throw KernelError(call: "open", device: mp, errno: Errno(rawValue: errno), detail: "window guardian") }
             fds.append(fd)
+        }
+        for cg in cgroups {
+            let fd = open("\(cg)/cgroup.freeze", O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw KernelError(call: "open", device: cg, errno: Errno(rawValue: errno), detail: "window guardian") }
+            cgroupFDs.append(fd)
         }
         let cNames = devices.map { strdup($0.name.value) }
         defer { cNames.forEach { free($0) } }
@@ -50,8 +58,10 @@ extension LinuxKernel: GuardianControl {
         let rc = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
             lockfs.withUnsafeBufferPointer { l in
                 fds.withUnsafeBufferPointer { m in
-                    cdm_guardian_start(names.baseAddress, l.baseAddress, Int32(devices.count), m.baseAddress, Int32(fds.count),
-                                       &fd, &pid, &window)
+                    cgroupFDs.withUnsafeBufferPointer { c in
+                        cdm_guardian_start(names.baseAddress, l.baseAddress, Int32(devices.count), m.baseAddress, Int32(fds.count),
+                                           c.baseAddress, Int32(cgroupFDs.count), &fd, &pid, &window)
+                    }
                 }
             }
         }

@@ -114,6 +114,20 @@ public protocol FileControl: AnyObject {
     func space(of path: String) throws(KernelError) -> (free: UInt64, total: UInt64)
 }
 
+/// The cgroup v2 freezer: freezing the processes of an application around a take.
+public protocol CgroupControl: AnyObject {
+    /// What the directory `path` is as a cgroup (nothing changed).
+    func inspectCgroup(_ path: String) throws(KernelError) -> CgroupFacts
+    /// The cgroup of the systemd unit `name` (found under the cgroup2 mount, without asking
+    /// systemd); nil when there is none.
+    func cgroup(ofUnit name: String) -> String?
+    /// Writes 1 to `cgroup.freeze` and waits until `cgroup.events` says `frozen 1` (at most
+    /// `timeout`: then it writes 0 again and fails with ETIMEDOUT).
+    func freezeCgroup(_ path: String, timeout: Duration?) throws(KernelError)
+    /// Writes 0 to `cgroup.freeze` (harmless when the cgroup is not frozen).
+    func thawCgroup(_ path: String) throws(KernelError)
+}
+
 /// Facts about the running kernel.
 public protocol SystemControl: AnyObject {
     /// This boot's id (`/proc/sys/kernel/random/boot_id`); nil when it cannot be read.
@@ -133,14 +147,15 @@ public protocol WindowGuard: AnyObject {
 
 /// Starting window guardians.
 public protocol GuardianControl: AnyObject {
-    /// A guardian for a window that suspends `devices` (with the plan's lockfs choice for each) and
-    /// freezes the filesystems at `mountPoints`.
-    func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard
+    /// A guardian for a window that suspends `devices` (with the plan's lockfs choice for each),
+    /// freezes the filesystems at `mountPoints` and the cgroups (directories) `cgroups`.
+    func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String],
+                       cgroups: [String]) throws(KernelError) -> any WindowGuard
 }
 
 /// Everything dmsnap asks of the kernel.
 public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & FileControl & SystemControl
-    & GuardianControl
+    & GuardianControl & CgroupControl
 
 /// A failed kernel call: which call, on which device, and the errno the kernel gave.
 public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -189,3 +189,25 @@ public struct MonitorReport: Codable, Hashable, Sendable {
 
     public static func key(_ set: SetName, _ device: DeviceName) -> String { "\(set.value)/\(device.value)" }
 }
+
+/// What a directory given as `--freeze-cgroup` (or a unit's cgroup) is.
+public struct CgroupFacts: Hashable, Sendable {
+    /// The directory, symlinks resolved.
+    public var path: String
+    /// It has a `cgroup.freeze` file: a non-root cgroup v2 directory with the freezer.
+    public var hasFreezer: Bool
+    /// The root of the cgroup2 hierarchy (it has no freezer; freezing everything would freeze dmsnap).
+    public var isRoot: Bool
+    /// dmsnap's own process is in it (or below it): it would freeze itself.
+    public var holdsSelf: Bool
+    /// Processes in it and below it.
+    public var processes: Int
+
+    public init(path: String, hasFreezer: Bool, isRoot: Bool, holdsSelf: Bool, processes: Int) {
+        self.path = path
+        self.hasFreezer = hasFreezer
+        self.isRoot = isRoot
+        self.holdsSelf = holdsSelf
+        self.processes = processes
+    }
+}

@@ -76,6 +76,10 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     /// The kernel's boot id when the set was taken or last activated: a set whose devices are
     /// gone in another boot is `inactive` (waiting for `dmsnap activate`), not broken.
     public var bootID: String?
+    /// The cgroups (directories) frozen around the take (`--freeze-cgroup`, `--freeze-unit`),
+    /// and how long they were frozen.
+    public var cgroups: [String]?
+    public var cgroupsFrozenMilliseconds: Double?
 
     public init(name: SetName, created: Date, phase: Phase, chunk: Sectors, members: [Member]) {
         self.name = name

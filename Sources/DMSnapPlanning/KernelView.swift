@@ -20,6 +20,10 @@ public struct KernelView: Sendable {
     public var devices: [DeviceName: Device]
     /// Block device facts for every path the request names (or the error looking it up gave).
     public var blocks: [String: Result<BlockDeviceInfo, LookupFailure>]
+    /// `--freeze-cgroup` directories and the cgroups of `--freeze-unit` units, and the cgroup
+    /// each unit was found at (none: unknown).
+    public var cgroups: [String: Result<CgroupFacts, LookupFailure>] = [:]
+    public var units: [String: String] = [:]
     /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
     public var files: [String: Result<FileFacts, LookupFailure>] = [:]
     public var claimed: [String: Bool]

@@ -17,6 +17,9 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     case thaw(String)
     /// Thaw that succeeds when the filesystem was not frozen (recovery does not know).
     case thawIfFrozen(String)
+    /// Stops every process of a cgroup (v2 freezer), waiting until they are stopped.
+    case freezeCgroup(String)
+    case thawCgroup(String)
     case save(SnapshotSet)
     case deleteState(SetName)
     /// A throwaway snapshot of `origin` (its COW in memory, `scratch` sectors at most), hidden.
@@ -50,6 +53,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .freeze(m): "freeze \(m)"
         case let .thaw(m): "thaw \(m)"
         case let .thawIfFrozen(m): "thaw \(m) if frozen"
+        case let .freezeCgroup(c): "freeze cgroup \(c)"
+        case let .thawCgroup(c): "thaw cgroup \(c)"
         case let .save(s): "record set \(s.name) as \(s.phase.rawValue)"
         case let .deleteState(n): "delete record of set \(n)"
         case let .createView(n, _, origin, _, _): "create \(n) (throwaway snapshot of \(origin))"
@@ -88,6 +93,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .syncFilesystem(m): "sync -f \(m)"
         case let .freeze(m): "fsfreeze -f \(m)"
         case let .thaw(m), let .thawIfFrozen(m): "fsfreeze -u \(m)"
+        case let .freezeCgroup(c): "echo 1 > \(c)/cgroup.freeze"
+        case let .thawCgroup(c): "echo 0 > \(c)/cgroup.freeze"
         case let .save(s): "(dmsnap state: set \(s.name) should be recorded as \(s.phase.rawValue))"
         case let .deleteState(n): "rm \(stateDirectory)/\(n).json"
         case let .createView(n, uuid, origin, size, _): "dmsetup create \(n) -u \(uuid) (snapshot of \(origin) over a scratch loop, \(size) sectors)"

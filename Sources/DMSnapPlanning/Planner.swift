@@ -169,8 +169,10 @@ public enum Planner {
 
         try refuseRecursion(members, view, fileSystems: fileSystems(members, view))
         try refuseLackOfSpace(members, view, request)
+        let cgroups = try cgroupsToFreeze(request, view)
         var set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
         set.bootID = view.bootID
+        set.cgroups = cgroups.isEmpty ? nil : cgroups
         return (set, takePlan(set, view: view))
     }
 
@@ -239,6 +241,8 @@ public enum Planner {
             steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk)), undo: [.clearInactive(m.device)]))
         }
         let mountPoints = set.members.map { view.mountPoints(of: $0.number).first }
+        // The application first (its processes stopped where they are), then the filesystems.
+        for cg in set.cgroups ?? [] { steps.append(Step(.freezeCgroup(cg), undo: [.thawCgroup(cg)])) }
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.syncFilesystem(mp))) }
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
         for (m, mp) in zip(set.members, mountPoints) {
@@ -254,6 +258,7 @@ public enum Planner {
         }
         let commit = steps.count - 1
         for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.thaw(mp))) }
+        for cg in set.cgroups ?? [] { steps.append(Step(.thawCgroup(cg))) }
         steps.append(Step(.save(set.with(phase: .active))))
         return Plan(steps: steps, commitIndex: commit)
     }

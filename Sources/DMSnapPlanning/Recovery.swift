@@ -38,7 +38,9 @@ extension Planner {
         }
         let states = seen.map(\.runs)
         let mountPoints = set.members.flatMap { view.mountPoints(of: $0.number) }
+        // (a cgroup that is gone with its application only earns a warning)
         let thaw = mountPoints.map { Step(.thawIfFrozen($0)) }
+            + (set.cgroups ?? []).map { Step(.thawCgroup($0), warning: "\($0): cannot thaw the cgroup; run 'echo 0 > \($0)/cgroup.freeze'") }
         let headerBytes = headerBytes(set.chunk)
         func clearInactive() -> [Step] {
             set.members.filter { view.devices[$0.device]?.info.hasInactiveTable == true }.map { Step(.clearInactive($0.device)) }

@@ -67,9 +67,13 @@ public struct SetStatus: Encodable, Hashable, Sendable {
     /// The command that moves the set on from its state (nil when it is healthy: active or, for
     /// `merge --no-wait`, merging is what the user asked for). Never one that points back here.
     public var hint: String?
+    /// The cgroups frozen around the take, and for how long.
+    public var cgroups: [String]?
+    public var cgroupsFrozenMilliseconds: Double?
 
     enum CodingKeys: String, CodingKey {
-        case name, state, created, devices, hint
+        case name, state, created, devices, hint, cgroups
+        case cgroupsFrozenMilliseconds = "cgroups_frozen_ms"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -79,6 +83,8 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         try c.encode(created, forKey: .created)
         try c.encode(devices, forKey: .devices)
         if let hint { try c.encode(hint, forKey: .hint) }
+        if let cgroups { try c.encode(cgroups, forKey: .cgroups) }
+        if let ms = cgroupsFrozenMilliseconds { try c.encode((ms * 100).rounded() / 100, forKey: .cgroupsFrozenMilliseconds) }
     }
 
     /// One line for people: `set s1 is inactive (vg-data: its devices are gone after a reboot):
@@ -114,8 +120,11 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         }
         var state = devices.map(\.state).max() ?? .active
         if set.phase == .taking || set.phase == .discarding { state = max(state, .incomplete) }
-        return SetStatus(name: set.name.value, state: state, created: set.created, devices: devices,
-                         hint: hint(state, set.name))
+        var status = SetStatus(name: set.name.value, state: state, created: set.created, devices: devices,
+                               hint: hint(state, set.name))
+        status.cgroups = set.cgroups
+        status.cgroupsFrozenMilliseconds = set.cgroupsFrozenMilliseconds
+        return status
     }
 
     /// The way out of each state.

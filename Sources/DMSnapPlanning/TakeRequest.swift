@@ -20,6 +20,9 @@ public struct TakeRequest: Hashable, Sendable {
     public var volatile = false
     /// Run COW files' loops with direct I/O where the filesystem allows it (no double caching).
     public var directIO = true
+    /// cgroup v2 directories, and systemd units (their cgroups), frozen around the take.
+    public var cgroups: [String] = []
+    public var units: [String] = []
 
     public static let defaultFreezeTimeout: Duration = .seconds(10)
 
@@ -63,7 +66,7 @@ public struct TakeRequest: Hashable, Sendable {
 
     public static func == (a: TakeRequest, b: TakeRequest) -> Bool {
         a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force && a.freezeTimeout == b.freezeTimeout
-            && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
+            && a.cgroups == b.cgroups && a.units == b.units && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
             && a.pairs.map { [$0.device, $0.cow] } == b.pairs.map { [$0.device, $0.cow] }
     }
     public func hash(into h: inout Hasher) {

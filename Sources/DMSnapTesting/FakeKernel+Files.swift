@@ -124,3 +124,24 @@ extension FakeKernel {
         return (d.free, d.total)
     }
 }
+
+/// cgroups in the fake: directories in `cgroupDirs`; `frozenCgroups` are the frozen ones.
+extension FakeKernel {
+    public func inspectCgroup(_ path: String) throws(KernelError) -> CgroupFacts {
+        try record("inspectcg \(path)", device: path, call: "stat")
+        guard let facts = cgroupDirs[path] else { throw KernelError(call: "stat", device: path, errno: .noSuchFileOrDirectory) }
+        return facts
+    }
+
+    public func cgroup(ofUnit name: String) -> String? { unitCgroups[name] }
+
+    public func freezeCgroup(_ path: String, timeout: Duration?) throws(KernelError) {
+        try record("freezecg \(path)", device: path, call: "freeze cgroup")
+        frozenCgroups.insert(path)
+    }
+
+    public func thawCgroup(_ path: String) throws(KernelError) {
+        try record("thawcg \(path)", device: path, call: "write cgroup.freeze")
+        frozenCgroups.remove(path)
+    }
+}

@@ -306,10 +306,11 @@ public final class FakeKernel: KernelControl {
     /// Makes starting a guardian fail (it is not a kernel call, so it is not in `trace`).
     public var failGuardian = false
 
-    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard {
+    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String],
+                              cgroups: [String]) throws(KernelError) -> any WindowGuard {
         if failGuardian { throw KernelError(call: "start window guardian", device: "dmsnap", errno: .resourceTemporarilyUnavailable) }
-        guardianEvents.append(("start \(devices.map { "\($0.name)\($0.lockfs ? "" : "(nolockfs)")" }.joined(separator: ",")) \(mountPoints.joined(separator: ","))",
-                               trace.count))
+        guardianEvents.append(("start \(devices.map { "\($0.name)\($0.lockfs ? "" : "(nolockfs)")" }.joined(separator: ",")) \(mountPoints.joined(separator: ","))"
+                                + (cgroups.isEmpty ? "" : " cgroups \(cgroups.joined(separator: ","))"), trace.count))
         return FakeGuard(self)
     }
 
@@ -395,6 +396,10 @@ public final class FakeKernel: KernelControl {
     /// COW files (see FakeKernel+Files), the directories they may go in, symlinks among the paths,
     /// the loops attached to files and the ones dmsnap still holds open.
     public var files: [String: FakeFile] = [:]
+    /// cgroup directories, systemd units' cgroups, and the frozen cgroups.
+    public var cgroupDirs: [String: CgroupFacts] = [:]
+    public var unitCgroups: [String: String] = [:]
+    public internal(set) var frozenCgroups: Set<String> = []
     public var fileDirectories: [String: FakeDirectory] = [:]
     public var symlinks: Set<String> = []
     public internal(set) var loopFiles: [DeviceNumber: String] = [:]

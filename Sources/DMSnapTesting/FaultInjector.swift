@@ -86,8 +86,19 @@ public final class FaultInjector: KernelControl {
     public func blockDevice(at path: String) throws(KernelError) -> BlockDeviceInfo { try inner.blockDevice(at: path) }
     public func path(of number: DeviceNumber) -> String? { inner.path(of: number) }
     public func loopBacking(of number: DeviceNumber) -> LoopBacking? { inner.loopBacking(of: number) }
-    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String]) throws(KernelError) -> any WindowGuard {
-        try inner.startGuardian(devices: devices, mountPoints: mountPoints)
+    public func startGuardian(devices: [(name: DeviceName, lockfs: Bool)], mountPoints: [String],
+                              cgroups: [String]) throws(KernelError) -> any WindowGuard {
+        try inner.startGuardian(devices: devices, mountPoints: mountPoints, cgroups: cgroups)
+    }
+    public func inspectCgroup(_ path: String) throws(KernelError) -> CgroupFacts { try inner.inspectCgroup(path) }
+    public func cgroup(ofUnit name: String) -> String? { inner.cgroup(ofUnit: name) }
+    public func freezeCgroup(_ path: String, timeout: Duration?) throws(KernelError) {
+        try changing("freeze cgroup", path)
+        try inner.freezeCgroup(path, timeout: timeout)
+    }
+    public func thawCgroup(_ path: String) throws(KernelError) {
+        try changing("thaw cgroup", path)
+        try inner.thawCgroup(path)
     }
     public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
     public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }

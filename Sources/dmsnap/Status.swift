@@ -44,6 +44,10 @@ struct Status: ParsableCommand {
             for s in sets where s.hint != nil { print(s.summary) }
             for s in sets {
                 for d in s.devices { if let mp = d.imageMount { print("set \(s.name): \(d.device)'s frozen image is mounted on \(mp)") } }
+                if let cgroups = s.cgroups {
+                    let ms = s.cgroupsFrozenMilliseconds.map { " for \(fixed($0, 1)) ms" } ?? ""
+                    print("set \(s.name): froze \(cgroups.joined(separator: ", "))\(ms) at take")
+                }
                 for d in s.devices where d.volatile {
                     print("set \(s.name): \(d.device)'s COW file is in memory (tmpfs): the set is lost at reboot")
                 }

@@ -8,6 +8,7 @@ struct Take: ParsableCommand {
             dmsnap take <set> <DEVICE=COW[:SIZE]>... [--cow-size <size>] [--force]
                    [--chunk-size <size>] [--freeze-timeout <seconds>] [--json]
             dmsnap take <set> <DEVICE>... --cow-dir <dir> [--cow-size <size>] ...
+            dmsnap take <set> ... [--freeze-cgroup <path>]... [--freeze-unit <unit>]...
             """,
         discussion: """
             Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts; \
@@ -17,6 +18,10 @@ struct Take: ParsableCommand {
             COW is a block device, or a file: dmsnap creates a missing file sparse (SIZE, else \
             --cow-size) and runs it on a loop device; merge and discard delete it again. \
             'dmsnap monitor' grows COW files before they fill.
+
+            --freeze-cgroup and --freeze-unit stop an application's processes (cgroup v2 \
+            freezer) before the filesystems are synced and frozen, and let them go on after the \
+            thaw: the image holds no half-done update of theirs.
             """
     )
 
@@ -30,6 +35,12 @@ struct Take: ParsableCommand {
     var cowSize: String?
     @Flag(help: "Accept COW files on tmpfs or ramfs: the set is lost at reboot.") var volatile = false
     @Flag(help: "Run COW files' loops through the page cache instead of direct I/O.") var bufferedCow = false
+    @Option(name: .customLong("freeze-cgroup"),
+            help: ArgumentHelp("Freeze this cgroup v2 directory's processes first (repeatable).", valueName: "path"))
+    var freezeCgroups: [String] = []
+    @Option(name: .customLong("freeze-unit"),
+            help: ArgumentHelp("Freeze this systemd unit's cgroup first (repeatable).", valueName: "unit"))
+    var freezeUnits: [String] = []
     @Option(help: ArgumentHelp("COW chunk size, a power of two from 4k to 512k (default: 4k).", valueName: "size"))
     var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
@@ -57,6 +68,8 @@ struct Take: ParsableCommand {
             request.cowSize = cowSize
             request.volatile = volatile
             request.directIO = !bufferedCow
+            request.cgroups = freezeCgroups
+            request.units = freezeUnits
             return try manager.take(request)
         }
         let elapsed = ContinuousClock.now - started

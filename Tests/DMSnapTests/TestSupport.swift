@@ -41,7 +41,7 @@ enum Fx {
     static func original(_ k: Int) -> Table { mkTable("0 131072 linear 7:\(k) 0") }
 
     /// Trace verbs of FakeKernel calls that only read.
-    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read", "readdirect", "inspect"]
+    static let readCalls: Set<String> = ["list", "info", "table", "deps", "status", "mounts", "blockdev", "claimed", "probe", "read", "readdirect", "inspect", "inspectcg"]
 
     static func verb(_ traceLine: String) -> String { String(traceLine.prefix { $0 != " " }) }
     static func isRead(_ traceLine: String) -> Bool { readCalls.contains(verb(traceLine)) }
@@ -61,6 +61,8 @@ func fxVerb(_ action: Action) -> String {
     case .syncFilesystem: "syncfs"
     case .freeze: "freeze"
     case .thaw, .thawIfFrozen: "thaw"
+    case .freezeCgroup: "freezecg"
+    case .thawCgroup: "thawcg"
     case .save: "save"
     case .deleteState: "delete"
     case .createView: "createview"
@@ -164,8 +166,10 @@ final class SnapFixture {
     /// The view `SnapshotManager.take` plans from (device paths looked up, COW paths probed too).
     func view(for request: TakeRequest) throws -> KernelView {
         let lookups = request.lookups
-        return try KernelView.read(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
-                                     scope: lookups.scope, files: lookups.files)
+        var view = try KernelView.read(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
+                                       scope: lookups.scope, files: lookups.files)
+        view.readCgroups(dm, request)
+        return view
     }
 
     /// Takes through the manager; records an issue and returns nil on failure.

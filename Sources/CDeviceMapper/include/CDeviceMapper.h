@@ -46,10 +46,11 @@ int cdm_syncfs(int fd);
 
 // The window guardian (shim.c): a forked child that finishes a freeze window and thaws if the
 // parent dies while the window is open. `names`/`lockfs` are the devices the window suspends,
-// `mount_fds` open directories of the filesystems it freezes. Returns 0, the pipe's write end,
-// the child's pid and the shared window word, or -1 with errno.
+// `mount_fds` open directories of the filesystems it freezes, `cgroup_fds` the open
+// `cgroup.freeze` files of the cgroups it freezes (the child writes 0 to them last). Returns 0,
+// the pipe's write end, the child's pid and the shared window word, or -1 with errno.
 int cdm_guardian_start(const char *const *names, const int *lockfs, int n, const int *mount_fds, int nm,
-                       int *out_fd, int *out_pid, volatile int **out_window);
+                       const int *cgroup_fds, int nc, int *out_fd, int *out_pid, volatile int **out_window);
 /// Marks the window open (1) or closed (0): a store to shared memory, no system call.
 void cdm_guardian_window(volatile int *window, int open);
 /// Tells the guardian to exit, reaps it, unmaps the window word.
