@@ -8,7 +8,7 @@ struct Take: ParsableCommand {
             dmsnap take <set> <DEVICE=COW[:SIZE]>... [--cow-size <size>] [--force]
                    [--chunk-size <size>] [--freeze-timeout <seconds>] [--json]
             dmsnap take <set> <DEVICE>... --cow-dir <dir> [--cow-size <size>] ...
-            dmsnap take <set> ... [--freeze-cgroup <path>]... [--freeze-unit <unit>]...
+            dmsnap take <set> ... [--freeze-cgroup <path>]... [--freeze-unit <unit>]
             """,
         discussion: """
             Each DEVICE (a dm name, /dev/mapper/NAME or /dev/dm-N) keeps its name, number and mounts; \
