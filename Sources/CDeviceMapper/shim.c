@@ -267,3 +267,78 @@ int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long lon
     *out_total = (unsigned long long)st.f_blocks * (unsigned long long)st.f_bsize;
     return 0;
 }
+
+/* ---- hooks: a program run without a shell, in its own process group, with a deadline ----- */
+#include <stdlib.h>
+#include <spawn.h>
+#include <time.h>
+extern char **environ;
+
+int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_ms, int *out_status, int *out_timed_out)
+{
+    /* the environment: ours plus the extra NAME=VALUE entries (they win) */
+    int n_env = 0, n_extra = 0;
+    while (environ[n_env]) n_env++;
+    while (extra_env[n_extra]) n_extra++;
+    char **env = calloc((size_t)(n_env + n_extra + 1), sizeof *env);
+    if (!env) return -1;
+    int k = 0;
+    for (int i = 0; i < n_env; i++) {
+        int shadowed = 0;
+        for (int j = 0; j < n_extra && !shadowed; j++) {
+            const char *eq = strchr(extra_env[j], '=');
+            size_t len = eq ? (size_t)(eq - extra_env[j]) + 1 : strlen(extra_env[j]);
+            if (strncmp(environ[i], extra_env[j], len) == 0) shadowed = 1;
+        }
+        if (!shadowed) env[k++] = environ[i];
+    }
+    for (int j = 0; j < n_extra; j++) env[k++] = (char *)extra_env[j];
+    env[k] = 0;
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    sigset_t dfl;
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGINT);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* stdin from /dev/null; stdout to our stderr (our stdout may be JSON for a script) */
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    free(env);
+    if (rc != 0) { errno = rc; return -1; }
+    *out_timed_out = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) { *out_status = status; return 0; }
+        if (r < 0 && errno != EINTR) return -1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (timeout_ms >= 0 && elapsed >= timeout_ms) {
+            kill(-pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            *out_status = status;
+            *out_timed_out = 1;
+            return 0;
+        }
+        struct timespec nap = {0, 5 * 1000000};
+        nanosleep(&nap, 0);
+    }
+}
+
+int cdm_exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+int cdm_term_signal(int status) { return WIFSIGNALED(status) ? WTERMSIG(status) : 0; }

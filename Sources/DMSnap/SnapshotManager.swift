@@ -21,6 +21,10 @@ public final class SnapshotManager {
     /// set, what happened and the outcome, as metadata `set`, `action` and `outcome` too. Refusals
     /// are not logged: nothing changed.
     public var journal = Logger(label: "dmsnap.journal")
+    /// Where hook drop-ins are looked for.
+    public var hooksDirectory = SnapshotManager.defaultHooksDirectory
+    /// The post-thaw hooks of the last take that failed (the set was taken).
+    public internal(set) var hookFailures: [String] = []
     /// Time between status polls while waiting for a merge (short: the wait is quantised by it).
     public var pollInterval: Duration = .milliseconds(10)
     /// Serialises changing commands between processes; nil for none (tests on the fake).
@@ -131,7 +135,20 @@ public final class SnapshotManager {
             let lookups = request.lookups
             var view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
             view.readCgroups(kernel, request)
-            let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            var (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            let hooks = try self.hooks(for: request)
+            hookFailures = []
+            if !hooks.isEmpty { set.hooks = hooks }
+            let devices = set.members.map(\.device.value)
+            // before the first change: a pre-freeze hook that fails aborts the take (its post-thaw
+            // partners still run: an "unlock" after a "lock")
+            let failed = run(hooks, .preFreeze, set: set.name, devices: devices, timeout: request.hookTimeout)
+            if let first = failed.first {
+                let after = run(hooks, .postThaw, set: set.name, devices: devices, timeout: request.hookTimeout, result: "aborted")
+                after.forEach { logger.warning("\($0)") }
+                throw .refused(PlanError(set.name.value, "\(first); nothing was taken"))
+            }
+            if set.hooks != nil { takePlan = Planner.takePlan(set, view: view) }
             for (pair, m) in zip(request.pairs, set.members) where m.cowFile?.created == true {
                 let text = (pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size) ?? request.cowSize
                 let policy = text.flatMap { try? COWSizePolicy(parsing: $0) } ?? .default
@@ -142,12 +159,18 @@ public final class SnapshotManager {
             }
             executor.freezeTimeout = request.freezeTimeout
             defer { executor.freezeTimeout = nil }
-            try execute(takePlan, for: set.name)
+            do throws(DMSnapError) { try execute(takePlan, for: set.name) } catch {
+                run(hooks, .postThaw, set: set.name, devices: devices, timeout: request.hookTimeout, result: "failed")
+                    .forEach { logger.warning("\($0)") }
+                throw error
+            }
             var taken = set.with(phase: .active).with(loops: executor.attachedLoops)
             if let frozen = executor.cgroupsFrozen {
                 taken.cgroupsFrozenMilliseconds = (Double(frozen.components.seconds) * 1e3 + Double(frozen.components.attoseconds) / 1e15)
             }
-            return recordFingerprints(taken)
+            let recorded = recordFingerprints(taken)
+            hookFailures = run(hooks, .postThaw, set: set.name, devices: devices, timeout: request.hookTimeout, result: "taken")
+            return recorded
         } }
     }
 

@@ -128,6 +128,35 @@ public protocol CgroupControl: AnyObject {
     func thawCgroup(_ path: String) throws(KernelError)
 }
 
+/// How a program ended.
+public struct ProgramOutcome: Hashable, Sendable, CustomStringConvertible {
+    public var exitCode: Int32?
+    public var signal: Int32?
+    public var timedOut: Bool
+    public init(exitCode: Int32?, signal: Int32? = nil, timedOut: Bool = false) {
+        self.exitCode = exitCode
+        self.signal = signal
+        self.timedOut = timedOut
+    }
+    public var succeeded: Bool { exitCode == 0 && !timedOut }
+    public var description: String {
+        if timedOut { return "timed out (killed)" }
+        if let exitCode { return "exit \(exitCode)" }
+        return "killed by signal \(signal ?? 0)"
+    }
+}
+
+/// Running hooks: programs without a shell.
+public protocol ProcessControl: AnyObject {
+    /// Runs `argv` (PATH searched) with the environment plus `environment`, in its own process
+    /// group; past `timeout` the group is killed.
+    func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome
+    /// The path `program` runs from (PATH searched) when it is an executable regular file.
+    func executable(_ program: String) -> String?
+    /// The executable regular files of `directory`, in name order (none when it is missing).
+    func hookFiles(in directory: String) -> [String]
+}
+
 /// Facts about the running kernel.
 public protocol SystemControl: AnyObject {
     /// This boot's id (`/proc/sys/kernel/random/boot_id`); nil when it cannot be read.
@@ -155,7 +184,7 @@ public protocol GuardianControl: AnyObject {
 
 /// Everything dmsnap asks of the kernel.
 public typealias KernelControl = DeviceMapperControl & BlockDeviceControl & FilesystemControl & FileControl & SystemControl
-    & GuardianControl & CgroupControl
+    & GuardianControl & CgroupControl & ProcessControl
 
 /// A failed kernel call: which call, on which device, and the errno the kernel gave.
 public struct KernelError: Error, Hashable, Sendable, CustomStringConvertible {

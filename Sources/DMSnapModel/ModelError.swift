@@ -7,6 +7,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidTable(String)
     case invalidStatus(String)
     case invalidSize(String, String)
+    case invalidCommand(String, String)
 
     public var description: String {
         switch self {
@@ -17,6 +18,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .invalidTable(why): "invalid table: \(why)"
         case let .invalidStatus(text): "unrecognised snapshot status '\(text)'"
         case let .invalidSize(text, why): "invalid size '\(text)': \(why)"
+        case let .invalidCommand(text, why): "invalid command '\(text)': \(why)"
         }
     }
 }

@@ -80,6 +80,8 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
     /// and how long they were frozen.
     public var cgroups: [String]?
     public var cgroupsFrozenMilliseconds: Double?
+    /// The hooks run around the take.
+    public var hooks: [Hook]?
 
     public init(name: SetName, created: Date, phase: Phase, chunk: Sectors, members: [Member]) {
         self.name = name

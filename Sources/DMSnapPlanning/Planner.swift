@@ -218,7 +218,7 @@ public enum Planner {
 
     /// Bases are created and every table is loaded before the window; the window holds only
     /// freeze → suspend → resume, and commits once every device runs its snapshot table.
-    static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
+    public static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
         // Recorded first, so a killed take can always be found and recovered.
         var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
         let headerBytes = headerBytes(set.chunk)

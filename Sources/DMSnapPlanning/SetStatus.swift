@@ -70,9 +70,11 @@ public struct SetStatus: Encodable, Hashable, Sendable {
     /// The cgroups frozen around the take, and for how long.
     public var cgroups: [String]?
     public var cgroupsFrozenMilliseconds: Double?
+    /// The hooks run at take (`pre-freeze: CMD`), as given.
+    public var hooks: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case name, state, created, devices, hint, cgroups
+        case name, state, created, devices, hint, cgroups, hooks
         case cgroupsFrozenMilliseconds = "cgroups_frozen_ms"
     }
 
@@ -84,6 +86,7 @@ public struct SetStatus: Encodable, Hashable, Sendable {
         try c.encode(devices, forKey: .devices)
         if let hint { try c.encode(hint, forKey: .hint) }
         if let cgroups { try c.encode(cgroups, forKey: .cgroups) }
+        if let hooks { try c.encode(hooks, forKey: .hooks) }
         if let ms = cgroupsFrozenMilliseconds { try c.encode((ms * 100).rounded() / 100, forKey: .cgroupsFrozenMilliseconds) }
     }
 
@@ -124,6 +127,7 @@ public struct SetStatus: Encodable, Hashable, Sendable {
                                hint: hint(state, set.name))
         status.cgroups = set.cgroups
         status.cgroupsFrozenMilliseconds = set.cgroupsFrozenMilliseconds
+        status.hooks = set.hooks.map { $0.map { "\($0.phase.rawValue): \($0.text)" } }
         return status
     }
 

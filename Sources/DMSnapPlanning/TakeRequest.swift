@@ -23,6 +23,11 @@ public struct TakeRequest: Hashable, Sendable {
     /// cgroup v2 directories, and systemd units (their cgroups), frozen around the take.
     public var cgroups: [String] = []
     public var units: [String] = []
+    /// Commands run before the freeze and after the thaw (plus the drop-ins of the hooks
+    /// directory), each given at most `hookTimeout`.
+    public var preFreeze: [String] = []
+    public var postThaw: [String] = []
+    public var hookTimeout: Duration = .seconds(60)
 
     public static let defaultFreezeTimeout: Duration = .seconds(10)
 
@@ -66,7 +71,7 @@ public struct TakeRequest: Hashable, Sendable {
 
     public static func == (a: TakeRequest, b: TakeRequest) -> Bool {
         a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force && a.freezeTimeout == b.freezeTimeout
-            && a.cgroups == b.cgroups && a.units == b.units && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
+            && a.cgroups == b.cgroups && a.units == b.units && a.preFreeze == b.preFreeze && a.postThaw == b.postThaw && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
             && a.pairs.map { [$0.device, $0.cow] } == b.pairs.map { [$0.device, $0.cow] }
     }
     public func hash(into h: inout Hasher) {

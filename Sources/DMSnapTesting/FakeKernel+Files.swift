@@ -145,3 +145,17 @@ extension FakeKernel {
         frozenCgroups.remove(path)
     }
 }
+
+/// Hooks in the fake: programs in `executables` run by recording a trace line
+/// (`hook PROGRAM PHASE`) and the environment they got; `hookOutcomes` says how each ends.
+extension FakeKernel {
+    public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
+        try record("hook \(argv[0]) \(environment["DMSNAP_PHASE"] ?? "")", device: argv[0], call: "run")
+        hookRuns.append((argv, environment))
+        return hookOutcomes[argv[0]] ?? ProgramOutcome(exitCode: 0)
+    }
+
+    public func executable(_ program: String) -> String? { executables.contains(program) ? program : nil }
+
+    public func hookFiles(in directory: String) -> [String] { hookDropIns[directory] ?? [] }
+}

@@ -400,6 +400,11 @@ public final class FakeKernel: KernelControl {
     public var cgroupDirs: [String: CgroupFacts] = [:]
     public var unitCgroups: [String: String] = [:]
     public internal(set) var frozenCgroups: Set<String> = []
+    /// Programs hooks may name, drop-ins per directory, how each program ends, what ran.
+    public var executables: Set<String> = []
+    public var hookDropIns: [String: [String]] = [:]
+    public var hookOutcomes: [String: ProgramOutcome] = [:]
+    public internal(set) var hookRuns: [(argv: [String], environment: [String: String])] = []
     public var fileDirectories: [String: FakeDirectory] = [:]
     public var symlinks: Set<String> = []
     public internal(set) var loopFiles: [DeviceNumber: String] = [:]

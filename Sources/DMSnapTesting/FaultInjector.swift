@@ -96,6 +96,11 @@ public final class FaultInjector: KernelControl {
         try changing("freeze cgroup", path)
         try inner.freezeCgroup(path, timeout: timeout)
     }
+    public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
+        try inner.run(argv, environment: environment, timeout: timeout)
+    }
+    public func executable(_ program: String) -> String? { inner.executable(program) }
+    public func hookFiles(in directory: String) -> [String] { inner.hookFiles(in: directory) }
     public func thawCgroup(_ path: String) throws(KernelError) {
         try changing("thaw cgroup", path)
         try inner.thawCgroup(path)

@@ -44,6 +44,7 @@ struct Status: ParsableCommand {
             for s in sets where s.hint != nil { print(s.summary) }
             for s in sets {
                 for d in s.devices { if let mp = d.imageMount { print("set \(s.name): \(d.device)'s frozen image is mounted on \(mp)") } }
+                if let hooks = s.hooks { print("set \(s.name): hooks at take: \(hooks.joined(separator: "; "))") }
                 if let cgroups = s.cgroups {
                     let ms = s.cgroupsFrozenMilliseconds.map { " for \(fixed($0, 1)) ms" } ?? ""
                     print("set \(s.name): froze \(cgroups.joined(separator: ", "))\(ms) at take")

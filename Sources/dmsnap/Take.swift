@@ -21,7 +21,10 @@ struct Take: ParsableCommand {
 
             --freeze-cgroup and --freeze-unit stop an application's processes (cgroup v2 \
             freezer) before the filesystems are synced and frozen, and let them go on after the \
-            thaw: the image holds no half-done update of theirs.
+            thaw: the image holds no half-done update of theirs. Hooks (--pre-freeze, \
+            --post-thaw, and the executables of /etc/dmsnap/hooks.d in name order, called with \
+            the phase) run outside the freeze window, without a shell, with DMSNAP_SET, \
+            DMSNAP_PHASE, DMSNAP_DEVICES (and DMSNAP_RESULT after) in their environment.
             """
     )
 
@@ -41,6 +44,13 @@ struct Take: ParsableCommand {
     @Option(name: .customLong("freeze-unit"),
             help: ArgumentHelp("Freeze this systemd unit's cgroup first (repeatable).", valueName: "unit"))
     var freezeUnits: [String] = []
+    @Option(name: .customLong("pre-freeze"),
+            help: ArgumentHelp("Run this before the freeze; if it fails, nothing is taken (repeatable).", valueName: "command"))
+    var preFreeze: [String] = []
+    @Option(name: .customLong("post-thaw"),
+            help: ArgumentHelp("Run this after the thaw, also when the take failed (repeatable).", valueName: "command"))
+    var postThaw: [String] = []
+    @Option(help: ArgumentHelp("Kill a hook that runs longer.", valueName: "seconds")) var hookTimeout: Double = 60
     @Option(help: ArgumentHelp("COW chunk size, a power of two from 4k to 512k (default: 4k).", valueName: "size"))
     var chunkSize: String?
     @Flag(help: "Overwrite a COW that carries a signature; snapshot a device another tool owns.") var force = false
@@ -52,6 +62,7 @@ struct Take: ParsableCommand {
 
     func validate() throws {
         guard freezeTimeout > 0, freezeTimeout.isFinite else { throw ValidationError("--freeze-timeout must be a number of seconds > 0") }
+        guard hookTimeout > 0, hookTimeout.isFinite else { throw ValidationError("--hook-timeout must be a number of seconds > 0") }
     }
 
     func run() throws {
@@ -70,6 +81,9 @@ struct Take: ParsableCommand {
             request.directIO = !bufferedCow
             request.cgroups = freezeCgroups
             request.units = freezeUnits
+            request.preFreeze = preFreeze
+            request.postThaw = postThaw
+            request.hookTimeout = .milliseconds(Int64((hookTimeout * 1000).rounded()))
             return try manager.take(request)
         }
         let elapsed = ContinuousClock.now - started
@@ -82,6 +96,10 @@ struct Take: ParsableCommand {
         } else {
             print("Took set \(set): \(parsed.count) device\(parsed.count == 1 ? "" : "s") in \(Int((elapsed.seconds * 1000).rounded())) ms")
             StatusPrinter.table(status, fields: StatusField.defaults, headings: true)
+        }
+        // the set is taken; a post-thaw hook that failed is the caller's to know
+        if !manager.hookFailures.isEmpty {
+            throw CLIError(message: manager.hookFailures.joined(separator: "; ") + " (the set was taken)", status: .failed)
         }
     }
 }

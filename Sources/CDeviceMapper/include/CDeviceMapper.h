@@ -95,6 +95,14 @@ int cdm_file_in_use(int fd);
 /// statfs: the filesystem's magic, and its free (for unprivileged users, f_bavail) and total bytes.
 int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long long *out_free, unsigned long long *out_total);
 
+/// Runs argv (PATH searched, no shell) in its own process group with the environment plus
+/// `extra_env` (NAME=VALUE, NULL-terminated); waits at most `timeout_ms` (< 0: no limit), then
+/// kills the group (`*out_timed_out` = 1). Its stdin is /dev/null, its stdout our stderr. 0 with
+/// the wait status, or -1 with errno (not started).
+int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_ms, int *out_status, int *out_timed_out);
+int cdm_exit_code(int status);
+int cdm_term_signal(int status);
+
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
 /// The first of them that arrived since `cdm_signals_catch`, or 0.

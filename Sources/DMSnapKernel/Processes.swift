@@ -1,0 +1,60 @@
+import CDeviceMapper
+import DMSnapModel
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Hooks: programs run without a shell (posix_spawnp), in their own process group, with a
+/// deadline after which the whole group is killed.
+extension LinuxKernel: ProcessControl {
+    public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
+        guard !argv.isEmpty else { throw KernelError(call: "run", device: "hook", errno: .invalidArgument) }
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        let ms = timeout.map { Int32(clamping: $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? -1
+        var status: Int32 = 0
+        var timedOut: Int32 = 0
+        let rc = cArgs.map { UnsafePointer($0) }.withUnsafeBufferPointer { a in
+            cEnv.map { UnsafePointer($0) }.withUnsafeBufferPointer { e in
+                cdm_run(a.baseAddress, e.baseAddress, ms, &status, &timedOut)
+            }
+        }
+        guard rc == 0 else { throw KernelError(call: "run", device: argv[0], errno: Errno(rawValue: errno)) }
+        let code = cdm_exit_code(status)
+        return ProgramOutcome(exitCode: code >= 0 ? code : nil, signal: cdm_term_signal(status) == 0 ? nil : cdm_term_signal(status),
+                              timedOut: timedOut != 0)
+    }
+
+    public func executable(_ program: String) -> String? {
+        if program.contains("/") { return access(program, X_OK) == 0 && isRegular(program) ? program : nil }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(program)"
+            if access(candidate, X_OK) == 0, isRegular(candidate) { return candidate }
+        }
+        return nil
+    }
+
+    func isRegular(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    public func hookFiles(in directory: String) -> [String] {
+        guard let d = opendir(directory) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            // like run-parts: no hidden files, no editor or package manager leftovers
+            guard !name.hasPrefix("."), !name.hasSuffix("~"), !name.contains(".dpkg-") else { continue }
+            let path = "\(directory)/\(name)"
+            if isRegular(path), access(path, X_OK) == 0 { names.append(path) }
+        }
+        return names.sorted()
+    }
+}
