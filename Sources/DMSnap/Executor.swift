@@ -222,7 +222,7 @@ public final class Executor {
         guard let dog = watchdog, let timeout = freezeTimeout else { return try kernel.freeze(mountPoint) }
         func late() -> KernelError {
             let s = timeout.components
-            let shown = s.attoseconds == 0 ? "\(s.seconds) s" : "\(Double(s.seconds) + Double(s.attoseconds) / 1e18) s"
+            let shown = s.attoseconds == 0 ? "\(s.seconds) s" : "\(timeout.seconds) s"
             return KernelError(call: "freeze", device: mountPoint, errno: nil,
                                detail: "did not freeze within \(shown) (a device under it is slow or stuck)")
         }

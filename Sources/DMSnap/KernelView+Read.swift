@@ -9,6 +9,29 @@ extension KernelView {
         }
     }
 
+    /// Looks up the hooks of a take: each command split into words (no shell) and its program
+    /// found and executable; the drop-ins of `directory`, in name order, get the phase as their
+    /// argument. A command that cannot run is the take's refusal (`hooks` holds it).
+    public mutating func readHooks(_ kernel: some KernelControl, _ request: TakeRequest, directory: String) {
+        func command(_ text: String, _ phase: Hook.Phase) throws(PlanError) -> Hook {
+            let argv: [String]
+            do { argv = try ShellWords.split(text) } catch { throw PlanError("--\(phase.rawValue)", error.description) }
+            guard kernel.executable(argv[0]) != nil else {
+                throw PlanError("--\(phase.rawValue)", "'\(argv[0])' is not an executable program (PATH searched; no shell runs the hook: use sh -c '...' for one)")
+            }
+            return Hook(phase: phase, argv: argv, text: text)
+        }
+        let dropIns = kernel.hookFiles(in: directory)
+        hooks = Result { () throws(PlanError) -> [Hook] in
+            var out: [Hook] = []
+            for text in request.preFreeze { out.append(try command(text, .preFreeze)) }
+            out += dropIns.map { Hook(phase: .preFreeze, argv: [$0, Hook.Phase.preFreeze.rawValue], text: $0) }
+            for text in request.postThaw { out.append(try command(text, .postThaw)) }
+            out += dropIns.map { Hook(phase: .postThaw, argv: [$0, Hook.Phase.postThaw.rawValue], text: $0) }
+            return out
+        }
+    }
+
     /// Reads what a plan needs: the dm devices in `scope` (one list ioctl finds every device's
     /// number; only the scope is read in full), the mounts, the recorded sets, and block-device
     /// facts for `paths`. `probePaths` (COWs) are also checked for exclusive users and

@@ -108,7 +108,6 @@ public enum MonitorEvent: Sendable {
     case cannotGrow(set: SetName, device: DeviceName, reason: String, usedPercent: Double, secondsToFull: Double?)
     /// The kernel dropped the snapshot (it overflowed or failed).
     case invalid(set: SetName, device: DeviceName)
-    case failed(set: SetName, device: DeviceName, error: String)
 }
 
 /// Watches the COWs of the named sets (every set when none is named, sets taken later too) and
@@ -189,7 +188,7 @@ public final class COWMonitor {
                     continue
                 }
                 var t = tracks[key] ?? Track(allocated: allocated, at: now)
-                let dt = Double((now - t.at).components.seconds) + Double((now - t.at).components.attoseconds) / 1e18
+                let dt = (now - t.at).seconds
                 if dt > 0.001 {
                     let rate = Double(allocated.value) > Double(t.allocated.value) ? Double(allocated.value - t.allocated.value) / dt : 0
                     t.rate = t.rate == 0 ? rate : 0.5 * t.rate + 0.5 * rate

@@ -135,10 +135,10 @@ public final class SnapshotManager {
             let lookups = request.lookups
             var view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
             view.readCgroups(kernel, request)
-            var (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
-            let hooks = try self.hooks(for: request)
+            view.readHooks(kernel, request, directory: hooksDirectory)
+            let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
+            let hooks = set.hooks ?? []
             hookFailures = []
-            if !hooks.isEmpty { set.hooks = hooks }
             let devices = set.members.map(\.device.value)
             // before the first change: a pre-freeze hook that fails aborts the take (its post-thaw
             // partners still run: an "unlock" after a "lock")
@@ -148,10 +148,8 @@ public final class SnapshotManager {
                 after.forEach { logger.warning("\($0)") }
                 throw .refused(PlanError(set.name.value, "\(first); nothing was taken"))
             }
-            if set.hooks != nil { takePlan = Planner.takePlan(set, view: view) }
             for (pair, m) in zip(request.pairs, set.members) where m.cowFile?.created == true {
-                let text = (pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size) ?? request.cowSize
-                let policy = text.flatMap { try? COWSizePolicy(parsing: $0) } ?? .default
+                let policy = request.cowSizeText(pair).flatMap { try? COWSizePolicy(parsing: $0) } ?? .default
                 let asked = policy.bytes(origin: m.size)
                 if asked > m.cowSize.bytes {
                     logger.warning("\(m.cow): \(policy) of \(m.device) would be \(ByteCount.text(asked)); made it \(ByteCount.text(m.cowSize.bytes)), all a snapshot of it can use")
@@ -166,7 +164,7 @@ public final class SnapshotManager {
             }
             var taken = set.with(phase: .active).with(loops: executor.attachedLoops)
             if let frozen = executor.cgroupsFrozen {
-                taken.cgroupsFrozenMilliseconds = (Double(frozen.components.seconds) * 1e3 + Double(frozen.components.attoseconds) / 1e15)
+                taken.cgroupsFrozenMilliseconds = frozen.seconds * 1000
             }
             let recorded = recordFingerprints(taken)
             hookFailures = run(hooks, .postThaw, set: set.name, devices: devices, timeout: request.hookTimeout, result: "taken")

@@ -49,12 +49,8 @@ extension LinuxKernel: CgroupControl {
 
     func processes(in dir: String, depth: Int) -> Int {
         var n = (try? Syscalls.readFile("\(dir)/cgroup.procs"))?.split(separator: "\n").count ?? 0
-        guard depth < 8, let d = opendir(dir) else { return n }
-        defer { closedir(d) }
-        while let entry = readdir(d) {
-            guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name == "." || name == ".." { continue }
+        guard depth < 8 else { return n }
+        for (name, isDirectory) in Syscalls.entries(dir) ?? [] where isDirectory {
             n += processes(in: "\(dir)/\(name)", depth: depth + 1)
         }
         return n
@@ -66,12 +62,7 @@ extension LinuxKernel: CgroupControl {
         var queue: [(String, Int)] = [(mount, 0)]
         while !queue.isEmpty {
             let (dir, depth) = queue.removeFirst()
-            guard let d = opendir(dir) else { continue }
-            defer { closedir(d) }
-            while let entry = readdir(d) {
-                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-                let child = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-                if child == "." || child == ".." { continue }
+            for (child, isDirectory) in Syscalls.entries(dir) ?? [] where isDirectory {
                 if child == wanted { return "\(dir)/\(child)" }
                 if depth < 6 { queue.append(("\(dir)/\(child)", depth + 1)) }
             }

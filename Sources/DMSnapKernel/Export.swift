@@ -89,7 +89,7 @@ extension LinuxKernel {
         }
         let elapsed = ContinuousClock.now - started
         return ExportSummary(bytesRead: read, bytesWritten: written,
-                             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, sha256: hex)
+                             seconds: elapsed.seconds, sha256: hex)
     }
 }
 

@@ -15,11 +15,6 @@ extension LinuxKernel: FileControl {
         0x00c0_ffee: "hostfs", 0x6969: "nfs", 0x2FC1_2FC1: "zfs", 0xF2F5_2010: "f2fs", 0x4d44: "vfat",
     ]
 
-    static func directory(of path: String) -> (String, String) {
-        let fp = FilePath(path)
-        return (fp.removingLastComponent().string.isEmpty ? "/" : fp.removingLastComponent().string, fp.lastComponent?.string ?? "")
-    }
-
     static func realPath(_ path: String) throws(KernelError) -> String {
         guard let p = realpath(path, nil) else { throw KernelError(call: "resolve", device: path, errno: Errno(rawValue: errno)) }
         defer { free(p) }
@@ -27,7 +22,9 @@ extension LinuxKernel: FileControl {
     }
 
     public func inspectFile(_ path: String) throws(KernelError) -> FileFacts {
-        let (dir, name) = Self.directory(of: path)
+        let normal = FilePath(path)  // (no trailing slash)
+        let dir = FileFacts.directory(of: normal.string)
+        let name = normal.lastComponent?.string ?? ""
         var dst = stat()
         guard stat(dir, &dst) == 0 else { throw KernelError(call: "stat", device: dir, errno: Errno(rawValue: errno), detail: "directory") }
         guard (dst.st_mode & S_IFMT) == S_IFDIR else { throw KernelError(call: "stat", device: dir, errno: .notDirectory) }
@@ -65,10 +62,7 @@ extension LinuxKernel: FileControl {
 
     /// The loop device whose backing file is the file `st` describes, if one is.
     func loopRunning(on st: stat) -> String? {
-        guard let dir = opendir("/sys/block") else { return nil }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        for (name, _) in Syscalls.entries("/sys/block") ?? [] {
             guard name.hasPrefix("loop") else { continue }
             let fd = open("/dev/\(name)", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { continue }
@@ -93,7 +87,7 @@ extension LinuxKernel: FileControl {
     }
 
     func syncDirectory(of path: String) {
-        let d = open(Self.directory(of: path).0, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let d = open(FileFacts.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if d >= 0 { fsync(d); close(d) }
     }
 

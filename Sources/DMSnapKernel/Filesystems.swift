@@ -37,13 +37,7 @@ extension LinuxKernel: FilesystemControl {
     }
 
     public func isEmptyDirectory(_ path: String) -> Bool? {
-        guard let d = opendir(path) else { return nil }
-        defer { closedir(d) }
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { return false }
-        }
-        return true
+        Syscalls.entries(path).map(\.isEmpty)
     }
 
     private func onDirectory(_ path: String, call: String, _ body: (Int32) -> Int32) throws(KernelError) {

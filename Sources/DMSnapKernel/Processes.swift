@@ -45,11 +45,8 @@ extension LinuxKernel: ProcessControl {
     }
 
     public func hookFiles(in directory: String) -> [String] {
-        guard let d = opendir(directory) else { return [] }
-        defer { closedir(d) }
         var names: [String] = []
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        for (name, _) in Syscalls.entries(directory) ?? [] {
             // like run-parts: no hidden files, no editor or package manager leftovers
             guard !name.hasPrefix("."), !name.hasSuffix("~"), !name.contains(".dpkg-") else { continue }
             let path = "\(directory)/\(name)"

@@ -73,6 +73,20 @@ enum Syscalls {
         }
     }
 
+    /// The entries of a directory (not `.` and `..`), each with whether it is a directory
+    /// (`d_type`); nil when the directory cannot be opened.
+    static func entries(_ path: String) -> [(name: String, isDirectory: Bool)]? {
+        guard let d = opendir(path) else { return nil }
+        defer { closedir(d) }
+        var out: [(name: String, isDirectory: Bool)] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            out.append((name, entry.pointee.d_type == UInt8(DT_DIR)))
+        }
+        return out
+    }
+
     /// Runs a raw call that returns -1 and sets errno on failure, retrying EINTR.
     static func check(_ call: String, _ path: String, _ body: () -> Int32) throws(KernelError) {
         while true {

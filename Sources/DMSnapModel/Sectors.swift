@@ -30,6 +30,11 @@ public struct Sectors: Hashable, Comparable, Sendable, Codable, CustomStringConv
     }
 }
 
+extension Duration {
+    /// The duration in seconds, as a floating-point number (for rates and output).
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// Parses sizes the way admins type them: `4096`, `8k`, `64K`, `1M`, `2G`, with an optional
 /// trailing `B`/`iB` (`64KiB`). Suffixes are binary (k = 1024).
 public enum SizeParser {

@@ -24,6 +24,8 @@ public struct KernelView: Sendable {
     /// each unit was found at (none: unknown).
     public var cgroups: [String: Result<CgroupFacts, LookupFailure>] = [:]
     public var units: [String: String] = [:]
+    /// The hooks of a take, their programs checked (or why one cannot run).
+    public var hooks: Result<[Hook], PlanError> = .success([])
     /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
     public var files: [String: Result<FileFacts, LookupFailure>] = [:]
     public var claimed: [String: Bool]

@@ -98,7 +98,7 @@ public enum Planner {
                 throw PlanError(pair.device, "no COW given: name one as \(pair.device)=COW, or give --cow-dir DIR")
             }
             guard cowPath.hasPrefix("/") else { throw PlanError(cowPath, "COW must be an absolute path (a block device or a file)") }
-            let sizeText = pair.cow.isEmpty ? nil : TakeRequest.cowSpec(pair.cow).size
+            let sizeText = TakeRequest.cowSize(of: pair)
             if pair.cow.isEmpty, let dir = request.cowDirectory {
                 switch view.files[dir] {
                 case let .success(f)? where f.kind == .directory || f.kind == .symlink: break
@@ -170,9 +170,11 @@ public enum Planner {
         try refuseRecursion(members, view, fileSystems: fileSystems(members, view))
         try refuseLackOfSpace(members, view, request)
         let cgroups = try cgroupsToFreeze(request, view)
+        let hooks = try view.hooks.get()
         var set = SnapshotSet(name: setName, created: now, phase: .taking, chunk: chunk, members: members)
         set.bootID = view.bootID
         set.cgroups = cgroups.isEmpty ? nil : cgroups
+        set.hooks = hooks.isEmpty ? nil : hooks
         return (set, takePlan(set, view: view))
     }
 
@@ -186,30 +188,24 @@ public enum Planner {
         func onTheSet(_ n: DeviceNumber) -> SnapshotSet.Member? {
             members.first { $0.number == n || view.underlying(n).contains($0.number) }
         }
+        let recursion = "writes to the snapshot would go into the snapshot"
         for m in members {
-            if m.cowFile != nil, let fs = fileSystems[m.cow] {
-                if let owner = onTheSet(fs) {
-                    throw PlanError(m.cow, "COW file is on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
-                }
-                var n = fs
-                for _ in 0..<8 {
-                    guard let backing = view.loopBackings[n] else { break }
-                    if let owner = onTheSet(backing.fileSystemDevice) {
-                        throw PlanError(m.cow, "COW file is on a loop over \(backing.file), on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
-                    }
-                    n = backing.fileSystemDevice
-                }
-                continue
+            // A COW file starts from the device of its filesystem, a block COW from itself; from
+            // there, through the loops whose files they are on.
+            let file = m.cowFile != nil
+            guard let start = file ? fileSystems[m.cow] : m.cowNumber else { continue }
+            if file, let owner = onTheSet(start) {
+                throw PlanError(m.cow, "COW file is on a filesystem of the set (on \(owner.device)): \(recursion)")
             }
-            // (a COW that is a member itself is refused earlier)
-            if !numbers.contains(m.cowNumber), let owner = onTheSet(m.cowNumber) {
-                throw PlanError(m.cow, "COW is stacked on \(owner.device), a device of the set: writes to the snapshot would go into the snapshot")
+            // (a block COW that is a member itself is refused earlier)
+            if !file, !numbers.contains(start), let owner = onTheSet(start) {
+                throw PlanError(m.cow, "COW is stacked on \(owner.device), a device of the set: \(recursion)")
             }
-            var n = m.cowNumber
+            var n = start
             for _ in 0..<8 {
                 guard let backing = view.loopBackings[n] else { break }
                 if let owner = onTheSet(backing.fileSystemDevice) {
-                    throw PlanError(m.cow, "COW is a loop over \(backing.file), on a filesystem of the set (on \(owner.device)): writes to the snapshot would go into the snapshot")
+                    throw PlanError(m.cow, "\(file ? "COW file is on" : "COW is") a loop over \(backing.file), on a filesystem of the set (on \(owner.device)): \(recursion)")
                 }
                 n = backing.fileSystemDevice
             }
@@ -218,7 +214,7 @@ public enum Planner {
 
     /// Bases are created and every table is loaded before the window; the window holds only
     /// freeze → suspend → resume, and commits once every device runs its snapshot table.
-    public static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
+    static func takePlan(_ set: SnapshotSet, view: KernelView) -> Plan {
         // Recorded first, so a killed take can always be found and recovered.
         var steps: [Step] = [Step(.save(set.with(phase: .taking)), undo: [.deleteState(set.name)])]
         let headerBytes = headerBytes(set.chunk)

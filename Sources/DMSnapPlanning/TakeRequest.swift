@@ -61,6 +61,15 @@ public struct TakeRequest: Hashable, Sendable {
         return (String(cow[..<colon]), size)
     }
 
+    /// The size a pair gives its COW (`DEVICE=COW:SIZE`), if it gives one.
+    public static func cowSize(of pair: (device: String, cow: String)) -> String? {
+        pair.cow.isEmpty ? nil : cowSpec(pair.cow).size
+    }
+
+    /// The size a new COW file for `pair` gets, as given: the pair's, else `--cow-size` (nil:
+    /// the default).
+    public func cowSizeText(_ pair: (device: String, cow: String)) -> String? { Self.cowSize(of: pair) ?? cowSize }
+
     /// The COW path for a pair: as given, or `DIR/SET-DEVICE.cow` for a device given alone.
     public func cowPath(_ pair: (device: String, cow: String)) -> String? {
         if !pair.cow.isEmpty { return Self.cowSpec(pair.cow).path }

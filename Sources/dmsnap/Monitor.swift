@@ -94,8 +94,6 @@ struct Monitor: ParsableCommand {
                 journal.error("\(line)", metadata: ["set": "\(set)", "action": "watch", "outcome": "failed"])
                 writeStandardError("dmsnap: \(line)\n")
                 emit(Event(event: "invalid", set: set.value, device: device.value, time: now()))
-            case let .failed(set, device, error):
-                writeStandardError("dmsnap: warning: set \(set): \(device): \(error)\n")
             }
         }
         if !json { writeStandardError("dmsnap: monitoring \(sets.isEmpty ? "every set" : sets.joined(separator: ", ")) (threshold \(fixed(threshold, 0))%)\n") }

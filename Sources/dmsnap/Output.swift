@@ -61,10 +61,6 @@ enum Output {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// `x` with exactly `digits` decimals, rounded half away from zero ("12.35"); no locale, no ICU.
 func fixed(_ x: Double, _ digits: Int) -> String {
     guard x.isFinite else { return "\(x)" }

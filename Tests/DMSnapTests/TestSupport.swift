@@ -169,6 +169,7 @@ final class SnapFixture {
         var view = try KernelView.read(dm, store: store, paths: lookups.paths, probePaths: lookups.probePaths,
                                        scope: lookups.scope, files: lookups.files)
         view.readCgroups(dm, request)
+        view.readHooks(dm, request, directory: manager.hooksDirectory)
         return view
     }
 

@@ -45,6 +45,23 @@ while True:
     for i in $(seq 50); do [[ -s $1/seq && -s $2/seq ]] && break; sleep 0.05; done
 }
 
+# stop_app: ends the application started by start_app.
+stop_app() {
+    kill "$APP_PID"
+    wait "$APP_PID" 2>/dev/null || true
+}
+
+# discard_under_app WHAT SET: discard needs the filesystems closed: stop the application,
+# unmount, discard SET, mount again, start the application again.
+discard_under_app() {
+    stop_app
+    umount "$M1" "$M2"
+    assert_exit 0 "$1: discard" -- "$DMSNAP" discard "$2"
+    mount "/dev/mapper/$D1" "$M1"
+    mount "/dev/mapper/$D2" "$M2"
+    start_app "$M1" "$M2"
+}
+
 # seq_of FILE: the counter in FILE
 seq_of() { local v; v=$(cat "$1"); echo $((10#$v)); }
 
@@ -74,8 +91,7 @@ test_cgroup_take_freezes_and_thaws() {
     umount_base_ro "$T_DIR/i2"
     log "frozen pair: $a $b"
     ((a == b || a == b + 1)) || fail "frozen pair out of order: $a $b"
-    kill "$APP_PID"
-    wait "$APP_PID" 2>/dev/null || true
+    stop_app
     local s1 s2
     s1=$(fx checksum "$M1")
     s2=$(fx checksum "$M2")
@@ -123,13 +139,7 @@ test_cgroup_thawed_after_every_fault_and_kill() {
         [[ ${calls[k]} == thawcgroup ]] && last=$((k + 1))
     done
     ((first > 0 && last > first)) || fail "no cgroup freeze and thaw in the trace: ${calls[*]}"
-    kill "$APP_PID"
-    wait "$APP_PID" 2>/dev/null || true
-    umount "$M1" "$M2"
-    assert_exit 0 "discard ref" -- "$DMSNAP" discard ref
-    mount "/dev/mapper/$D1" "$M1"
-    mount "/dev/mapper/$D2" "$M2"
-    start_app "$M1" "$M2"
+    discard_under_app ref ref
     local n mode rc i ok
     for mode in fail kill; do
         for ((n = first; n <= last; n++)); do
@@ -142,20 +152,11 @@ test_cgroup_thawed_after_every_fault_and_kill() {
             done
             ((ok)) || fail "$mode:$n (exit $rc): after 2 s the cgroup or a filesystem is still frozen: $(cat "$T_DIR/out")"
             "$DMSNAP" recover s1 >/dev/null 2>&1 || true
-            if [[ $(dmsetup table "$D1" | awk '{print $3}') == snapshot ]]; then
-                kill "$APP_PID"
-                wait "$APP_PID" 2>/dev/null || true
-                umount "$M1" "$M2"
-                assert_exit 0 "$mode:$n: discard" -- "$DMSNAP" discard s1
-                mount "/dev/mapper/$D1" "$M1"
-                mount "/dev/mapper/$D2" "$M2"
-                start_app "$M1" "$M2"
-            fi
+            if [[ $(dmsetup table "$D1" | awk '{print $3}') == snapshot ]]; then discard_under_app "$mode:$n" s1; fi
             assert_exit 3 "$mode:$n: no set left" -- "$DMSNAP" status s1
         done
     done
     echo "cgroup running again after a fault and after SIGKILL at each of the $((last - first + 1)) calls from its freeze to its thaw" >&2
-    kill "$APP_PID"
-    wait "$APP_PID" 2>/dev/null || true
+    stop_app
     cgroup_cleanup
 }

@@ -25,6 +25,14 @@ no_loops_left() {
     fail "loop left attached to $1: $(loops_on "$1")"
 }
 
+# merge_keeps SET DIR: merges SET and checks that DIR's content is what it was before the merge.
+merge_keeps() {
+    local sum
+    sum=$(fx checksum "$2")
+    assert_exit 0 "merge $1" -- "$DMSNAP" merge "$1"
+    assert_eq "$(fx checksum "$2")" "$sum" "content after merge of $1"
+}
+
 cowfile_take_merge() {
     local fs=$1 size=$2 live=${T_PREFIX}live mnt=$T_DIR/mnt img=$T_DIR/img
     cow_fs
@@ -106,10 +114,7 @@ test_cowfile_cow_dir_discard_and_user_file() {
     assert_eq "$(json <("$DMSNAP" status s2 --json) 'd["devices"][0]["cow_total_sectors"]')" 32768 "the user's file size is not used"
     head -c 1M /dev/urandom >"$M1/h"
     sync
-    local sum
-    sum=$(fx checksum "$M1")
-    assert_exit 0 "merge" -- "$DMSNAP" merge s2
-    assert_eq "$(fx checksum "$M1")" "$sum" "content after merge"
+    merge_keeps s2 "$M1"
     assert_file_exists "$CF/mine.cow"
     header_is_zero "$CF/mine.cow" || fail "the user's COW file still has a snapshot header"
     no_loops_left "$CF/mine.cow"
@@ -137,10 +142,7 @@ test_cowfile_volatile() {
     assert_eq "$(json <("$DMSNAP" status s1 --json) 'd["devices"][0]["volatile"]')" True "volatile in JSON"
     head -c 1M /dev/urandom >"$mnt/x"
     sync
-    local sum
-    sum=$(fx checksum "$mnt")
-    assert_exit 0 "merge" -- "$DMSNAP" merge s1
-    assert_eq "$(fx checksum "$mnt")" "$sum" "content after merge"
+    merge_keeps s1 "$mnt"
     assert_no_file "$tmp/x.cow"
     umount "$tmp"
 }
@@ -169,10 +171,7 @@ test_cowfile_extend() {
     assert_exit 0 "take with a block COW" -- "$DMSNAP" take s2 "$live2=$cow"
     refused 3 "block device" -- extend s2 "$live2" +8M
     assert_exit 0 "discard s2" -- "$DMSNAP" discard s2
-    local sum
-    sum=$(fx checksum "$mnt")
-    assert_exit 0 "merge" -- "$DMSNAP" merge s1
-    assert_eq "$(fx checksum "$mnt")" "$sum" "content after merge"
+    merge_keeps s1 "$mnt"
 }
 
 # overflow_run MONITOR: a 16 MiB COW file under a writer that writes 64 MiB (4x) at full speed,
@@ -224,10 +223,7 @@ test_cowfile_monitor_grows_before_overflow() {
     log "monitor grew the COW $grew times; largest use seen: $PEAK% (sampler), $peak% (monitor); file now $(stat -c %s "$CF/x.cow") bytes"
     echo "largest COW use with the monitor: $PEAK% (sampler), $peak% (monitor), $grew grows"
     awk -v p="$PEAK" 'BEGIN { exit !(p < 100) }' || fail "the COW reached $PEAK%"
-    local sum
-    sum=$(fx checksum "$MNT")
-    assert_exit 0 "merge" -- "$DMSNAP" merge s1
-    assert_eq "$(fx checksum "$MNT")" "$sum" "content after merge"
+    merge_keeps s1 "$MNT"
     assert_no_file "$CF/x.cow"
 }
 
