@@ -168,21 +168,31 @@ void cdm_guardian_stop(int fd, int pid, volatile int *window)
 
 /* ---- SIGINT / SIGTERM as a flag ------------------------------------------------------------ */
 static volatile sig_atomic_t g_signal;
+/* the last signal sent to us by a process (kill(1), systemd), not by the terminal: a command we
+ * run in our process group got the terminal's signal itself */
+static volatile sig_atomic_t g_forward;
 
-static void g_on_signal(int sig) { if (!g_signal) g_signal = sig; }
+static void g_on_signal(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    if (!g_signal) g_signal = sig;
+    if (!si || si->si_code != SI_KERNEL) g_forward = sig;
+}
 
 void cdm_signals_catch(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = g_on_signal;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = g_on_signal;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, 0);
     sigaction(SIGTERM, &sa, 0);
 }
 
 int cdm_signal_pending(void) { return g_signal; }
+
+void cdm_signal_clear(void) { g_signal = 0; g_forward = 0; }
 
 int cdm_o_direct(void) { return O_DIRECT; }
 int cdm_o_tmpfile(void) { return O_TMPFILE; }
@@ -274,14 +284,14 @@ int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long lon
 #include <time.h>
 extern char **environ;
 
-int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_ms, int *out_status, int *out_timed_out)
+/* the environment: ours plus the extra NAME=VALUE entries (they win); free() the array only */
+static char **merged_env(const char *const *extra_env)
 {
-    /* the environment: ours plus the extra NAME=VALUE entries (they win) */
     int n_env = 0, n_extra = 0;
     while (environ[n_env]) n_env++;
     while (extra_env[n_extra]) n_extra++;
     char **env = calloc((size_t)(n_env + n_extra + 1), sizeof *env);
-    if (!env) return -1;
+    if (!env) return 0;
     int k = 0;
     for (int i = 0; i < n_env; i++) {
         int shadowed = 0;
@@ -294,19 +304,37 @@ int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_m
     }
     for (int j = 0; j < n_extra; j++) env[k++] = (char *)extra_env[j];
     env[k] = 0;
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
+    return env;
+}
+
+/* a child with no signal blocked and SIGINT, SIGTERM, SIGPIPE at their defaults (dmsnap
+ * catches or ignores them); in a process group of its own when asked */
+static void spawn_attr(posix_spawnattr_t *attr, int own_group)
+{
+    posix_spawnattr_init(attr);
     sigset_t none;
     sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigmask(attr, &none);
     sigset_t dfl;
     sigemptyset(&dfl);
     sigaddset(&dfl, SIGINT);
     sigaddset(&dfl, SIGTERM);
     sigaddset(&dfl, SIGPIPE);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigdefault(attr, &dfl);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (own_group) {
+        posix_spawnattr_setpgroup(attr, 0);
+        flags |= POSIX_SPAWN_SETPGROUP;
+    }
+    posix_spawnattr_setflags(attr, flags);
+}
+
+int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_ms, int *out_status, int *out_timed_out)
+{
+    char **env = merged_env(extra_env);
+    if (!env) return -1;
+    posix_spawnattr_t attr;
+    spawn_attr(&attr, 1);
     /* stdin from /dev/null; stdout to our stderr (our stdout may be JSON for a script) */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -336,6 +364,32 @@ int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_m
             return 0;
         }
         struct timespec nap = {0, 5 * 1000000};
+        nanosleep(&nap, 0);
+    }
+}
+
+/* A command in the foreground: our process group, terminal and standard streams; a SIGINT or
+ * SIGTERM sent to us (not by the terminal, which signals the whole group) is passed on to it. */
+int cdm_run_foreground(const char *const *argv, const char *const *extra_env, int *out_status)
+{
+    char **env = merged_env(extra_env);
+    if (!env) return -1;
+    posix_spawnattr_t attr;
+    spawn_attr(&attr, 0);
+    g_forward = 0;
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], 0, &attr, (char *const *)argv, env);
+    posix_spawnattr_destroy(&attr);
+    free(env);
+    if (rc != 0) { errno = rc; return -1; }
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) { *out_status = status; return 0; }
+        if (r < 0 && errno != EINTR) return -1;
+        int f = __atomic_exchange_n(&g_forward, 0, __ATOMIC_SEQ_CST);
+        if (f) kill(pid, f);
+        struct timespec nap = {0, 10 * 1000000};
         nanosleep(&nap, 0);
     }
 }

@@ -285,6 +285,14 @@ public final class Executor {
         return leftovers
     }
 
+    /// `systemctl VERB UNIT`, given two minutes (a service's own stop timeout is 90 s by default).
+    func systemctl(_ verb: String, _ unit: String) throws(KernelError) {
+        let outcome = try kernel.run(["systemctl", verb, unit], environment: [:], timeout: .seconds(120))
+        guard outcome.succeeded else {
+            throw KernelError(call: "systemctl \(verb)", device: unit, errno: nil, detail: outcome.description)
+        }
+    }
+
     /// Snapshot tables name a base made in the same plan by name; the kernel reports it back as
     /// MAJ:MIN, so load it that way (the record then compares equal).
     func resolvingNames(_ table: Table, call: String) throws(KernelError) -> Table {
@@ -337,6 +345,9 @@ public final class Executor {
             case let .removeDirectory(path): try kernel.removeDirectory(path)
             case let .mount(device, mountPoint, type, options): try kernel.mountFilesystem(device, at: mountPoint, type: type, options: options)
             case let .unmount(mountPoint): try kernel.unmountFilesystem(mountPoint)
+            case let .restoreMount(entry, device, from): try kernel.restoreMount(entry, device: device, bindFrom: from)
+            case let .stopUnit(unit): try systemctl("stop", unit)
+            case let .startUnit(unit): try systemctl("start", unit)
             case .save, .deleteState: break
             }
         } catch {

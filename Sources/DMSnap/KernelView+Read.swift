@@ -9,6 +9,25 @@ extension KernelView {
         }
     }
 
+    /// Looks up the filesystems of `request.floor`'s paths (and the loops they are on).
+    public mutating func readFloors(_ kernel: some KernelControl, _ request: TakeRequest) {
+        for path in request.floor.keys {
+            // a directory not made yet will be made in the nearest one that exists
+            var existing = path
+            while kernel.fileSystemDevice(of: existing) == nil, existing.contains("/"), existing != "/" {
+                existing = String(existing[..<existing.lastIndex(of: "/")!])
+                if existing.isEmpty { existing = "/" }
+            }
+            guard var n = kernel.fileSystemDevice(of: existing) else { continue }
+            floors[path] = n
+            for _ in 0..<8 {
+                guard loopBackings[n] == nil, let b = kernel.loopBacking(of: n) else { break }
+                loopBackings[n] = b
+                n = b.fileSystemDevice
+            }
+        }
+    }
+
     /// Looks up the hooks of a take: each command split into words (no shell) and its program
     /// found and executable; the drop-ins of `directory`, in name order, get the phase as their
     /// argument. A command that cannot run is the take's refusal (`hooks` holds it).

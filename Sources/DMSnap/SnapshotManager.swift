@@ -38,6 +38,9 @@ public final class SnapshotManager {
         didSet { executor.interruption = interruption }
     }
 
+    /// Forgets the signal `interruption` reports (`run`, once its command got it).
+    public var clearInterruption: (() -> Void)?
+
     public init(kernel: any KernelControl, store: any SetStore, logger: Logger = Logger(label: "dmsnap")) {
         self.kernel = kernel
         self.store = store
@@ -136,6 +139,7 @@ public final class SnapshotManager {
             var view = try view(paths: lookups.paths, probePaths: lookups.probePaths, scope: lookups.scope, files: lookups.files)
             view.readCgroups(kernel, request)
             view.readHooks(kernel, request, directory: hooksDirectory)
+            view.readFloors(kernel, request)
             let (set, takePlan) = try plan { () throws(PlanError) in try Planner.take(request, view: view) }
             let hooks = set.hooks ?? []
             hookFailures = []

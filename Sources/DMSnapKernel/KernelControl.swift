@@ -77,6 +77,9 @@ public protocol FilesystemControl: AnyObject {
     /// Mounts `device` at `mountPoint` read-only, nodev, nosuid, noexec, with `options`.
     func mountFilesystem(_ device: String, at mountPoint: String, type: String, options: String) throws(KernelError)
     func unmountFilesystem(_ mountPoint: String) throws(KernelError)
+    /// Mounts `device` again as `entry` had it (`dmsnap run --remount`): its type, mount flags and
+    /// filesystem options; a bind mount (root not `/`) of `bindFrom` with the entry's flags.
+    func restoreMount(_ entry: MountEntry, device: String, bindFrom: String?) throws(KernelError)
     /// mkdir, mode 0700.
     func makeDirectory(_ path: String) throws(KernelError)
     /// rmdir (of an empty directory).
@@ -151,6 +154,10 @@ public protocol ProcessControl: AnyObject {
     /// Runs `argv` (PATH searched) with the environment plus `environment`, in its own process
     /// group; past `timeout` the group is killed.
     func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome
+    /// Runs `argv` (PATH searched) in the foreground (dmsnap's process group, terminal and
+    /// standard streams) with the environment plus `environment`, until it ends; a SIGINT or
+    /// SIGTERM sent to dmsnap (after `catchInterrupts`) is passed on to it.
+    func runCommand(_ argv: [String], environment: [String: String]) throws(KernelError) -> ProgramOutcome
     /// The path `program` runs from (PATH searched) when it is an executable regular file.
     func executable(_ program: String) -> String?
     /// The executable regular files of `directory`, in name order (none when it is missing).

@@ -40,6 +40,10 @@ public final class LinuxKernel {
     /// like an export that should not slow the live system. Best effort: a failure changes nothing.
     public static func backgroundPriority() { _ = cdm_background_priority() }
 
+    /// Forgets the signal that arrived (`dmsnap run` after passing it on to its command: the
+    /// rollback that follows must not be interrupted by it).
+    public static func clearPendingSignal() { cdm_signal_clear() }
+
     /// SIGINT or SIGTERM, if one arrived since `catchInterrupts`.
     public static var pendingSignal: Int32? {
         let s = cdm_signal_pending()

@@ -8,8 +8,10 @@ public enum MountInfo {
             let f = line.split(separator: " ")
             guard f.count >= 10, let dash = f.firstIndex(of: "-"), dash + 2 < f.count,
                   let number = try? DeviceNumber(f[2]) else { continue }
+            let options = { (field: Substring) in field.split(separator: ",").map(String.init) }
             out.append(MountEntry(number: number, mountPoint: unescape(f[4]), fsType: String(f[dash + 1]),
-                                  source: unescape(f[dash + 2])))
+                                  source: unescape(f[dash + 2]), root: unescape(f[3]), options: options(f[5]),
+                                  superOptions: dash + 3 < f.count ? options(f[dash + 3]) : []))
         }
         return out
     }

@@ -24,9 +24,26 @@ extension LinuxKernel: ProcessControl {
             }
         }
         guard rc == 0 else { throw KernelError(call: "run", device: argv[0], errno: Errno(rawValue: errno)) }
+        return Self.outcome(status, timedOut: timedOut != 0)
+    }
+
+    public func runCommand(_ argv: [String], environment: [String: String]) throws(KernelError) -> ProgramOutcome {
+        guard !argv.isEmpty else { throw KernelError(call: "run", device: "command", errno: .invalidArgument) }
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var status: Int32 = 0
+        let rc = cArgs.map { UnsafePointer($0) }.withUnsafeBufferPointer { a in
+            cEnv.map { UnsafePointer($0) }.withUnsafeBufferPointer { e in cdm_run_foreground(a.baseAddress, e.baseAddress, &status) }
+        }
+        guard rc == 0 else { throw KernelError(call: "run", device: argv[0], errno: Errno(rawValue: errno)) }
+        return Self.outcome(status, timedOut: false)
+    }
+
+    static func outcome(_ status: Int32, timedOut: Bool) -> ProgramOutcome {
         let code = cdm_exit_code(status)
-        return ProgramOutcome(exitCode: code >= 0 ? code : nil, signal: cdm_term_signal(status) == 0 ? nil : cdm_term_signal(status),
-                              timedOut: timedOut != 0)
+        let signal = cdm_term_signal(status)
+        return ProgramOutcome(exitCode: code >= 0 ? code : nil, signal: signal == 0 ? nil : signal, timedOut: timedOut)
     }
 
     public func executable(_ program: String) -> String? {

@@ -48,16 +48,26 @@ public struct BlockDeviceInfo: Hashable, Sendable {
     }
 }
 
+/// A line of /proc/self/mountinfo.
 public struct MountEntry: Hashable, Sendable {
     public var number: DeviceNumber
     public var mountPoint: String
     public var fsType: String
     public var source: String
-    public init(number: DeviceNumber, mountPoint: String, fsType: String, source: String) {
+    /// The directory of the filesystem mounted here: `/`, or a subdirectory for a bind mount.
+    public var root: String
+    /// The mount's own options (`rw,nosuid,relatime`) and the filesystem's (`rw,errors=remount-ro`).
+    public var options: [String]
+    public var superOptions: [String]
+    public init(number: DeviceNumber, mountPoint: String, fsType: String, source: String, root: String = "/",
+                options: [String] = [], superOptions: [String] = []) {
         self.number = number
         self.mountPoint = mountPoint
         self.fsType = fsType
         self.source = source
+        self.root = root
+        self.options = options
+        self.superOptions = superOptions
     }
 }
 

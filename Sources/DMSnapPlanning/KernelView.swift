@@ -28,6 +28,8 @@ public struct KernelView: Sendable {
     public var hooks: Result<[Hook], PlanError> = .success([])
     /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
     public var files: [String: Result<FileFacts, LookupFailure>] = [:]
+    /// The filesystems (their devices) of what dmsnap runs from, for `TakeRequest.floor`.
+    public var floors: [String: DeviceNumber] = [:]
     public var claimed: [String: Bool]
     public var signatures: [String: String]
     public var mounts: [MountEntry]

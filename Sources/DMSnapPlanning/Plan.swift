@@ -38,6 +38,12 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     /// Read-only, nodev, nosuid, noexec, with the type's own options (`nouuid` for xfs).
     case mount(String, at: String, type: String, options: String)
     case unmount(String)
+    /// Mounts a filesystem of the set again as the mount table had it before `run --remount`
+    /// took it away: from `device`, or a bind mount from `bindFrom`.
+    case restoreMount(MountEntry, device: String, bindFrom: String?)
+    /// `systemctl stop` / `systemctl start` of a unit whose files are on the set.
+    case stopUnit(String)
+    case startUnit(String)
 
     public var description: String {
         switch self {
@@ -66,6 +72,9 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .removeDirectory(p): "remove directory \(p)"
         case let .mount(d, mp, type, _): "mount \(d) (\(type), read-only) on \(mp)"
         case let .unmount(mp): "unmount \(mp)"
+        case let .restoreMount(e, device, from): "mount \(from ?? device) (\(e.fsType)) on \(e.mountPoint) again"
+        case let .stopUnit(u): "stop unit \(u)"
+        case let .startUnit(u): "start unit \(u)"
         }
     }
 
@@ -106,6 +115,11 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .removeDirectory(p): "rmdir \(p)"
         case let .mount(d, mp, type, o): "mount -t \(type) -o ro,nodev,nosuid,noexec\(o.isEmpty ? "" : "," + o) \(d) \(mp)"
         case let .unmount(mp): "umount \(mp)"
+        case let .restoreMount(e, device, from):
+            if let from { "mount --bind \(from) \(e.mountPoint) && mount -o remount,bind,\(e.options.joined(separator: ",")) \(e.mountPoint)" }
+            else { "mount -t \(e.fsType) -o \((e.options + e.superOptions.filter { $0 != "rw" && $0 != "ro" }).joined(separator: ",")) \(device) \(e.mountPoint)" }
+        case let .stopUnit(u): "systemctl stop \(u)"
+        case let .startUnit(u): "systemctl start \(u)"
         }
     }
 }

@@ -168,6 +168,7 @@ public enum Planner {
         }
 
         try refuseRecursion(members, view, fileSystems: fileSystems(members, view))
+        try refuseFloor(request, members, view)
         try refuseLackOfSpace(members, view, request)
         let cgroups = try cgroupsToFreeze(request, view)
         let hooks = try view.hooks.get()
@@ -185,9 +186,7 @@ public enum Planner {
     static func refuseRecursion(_ members: [SnapshotSet.Member], _ view: KernelView,
                                 fileSystems: [String: DeviceNumber] = [:]) throws(PlanError) {
         let numbers = Set(members.map(\.number))
-        func onTheSet(_ n: DeviceNumber) -> SnapshotSet.Member? {
-            members.first { $0.number == n || view.underlying(n).contains($0.number) }
-        }
+        func onTheSet(_ n: DeviceNumber) -> SnapshotSet.Member? { member(stackedOn: n, members, view) }
         let recursion = "writes to the snapshot would go into the snapshot"
         for m in members {
             // A COW file starts from the device of its filesystem, a block COW from itself; from

@@ -28,6 +28,9 @@ public struct TakeRequest: Hashable, Sendable {
     public var preFreeze: [String] = []
     public var postThaw: [String] = []
     public var hookTimeout: Duration = .seconds(60)
+    /// Paths a rollback of the set must not pull away (`run --on-failure discard`), with what
+    /// each is ("dmsnap's own binary"); a member holding one is refused.
+    public var floor: [String: String] = [:]
 
     public static let defaultFreezeTimeout: Duration = .seconds(10)
 
@@ -80,7 +83,7 @@ public struct TakeRequest: Hashable, Sendable {
 
     public static func == (a: TakeRequest, b: TakeRequest) -> Bool {
         a.set == b.set && a.chunkSize == b.chunkSize && a.force == b.force && a.freezeTimeout == b.freezeTimeout
-            && a.cgroups == b.cgroups && a.units == b.units && a.preFreeze == b.preFreeze && a.postThaw == b.postThaw && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO
+            && a.cgroups == b.cgroups && a.units == b.units && a.preFreeze == b.preFreeze && a.postThaw == b.postThaw && a.cowDirectory == b.cowDirectory && a.cowSize == b.cowSize && a.volatile == b.volatile && a.directIO == b.directIO && a.floor == b.floor
             && a.pairs.map { [$0.device, $0.cow] } == b.pairs.map { [$0.device, $0.cow] }
     }
     public func hash(into h: inout Hasher) {

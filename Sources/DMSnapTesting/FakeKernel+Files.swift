@@ -150,9 +150,17 @@ extension FakeKernel {
 /// (`hook PROGRAM PHASE`) and the environment they got; `hookOutcomes` says how each ends.
 extension FakeKernel {
     public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
-        try record("hook \(argv[0]) \(environment["DMSNAP_PHASE"] ?? "")", device: argv[0], call: "run")
+        let line = argv[0] == "systemctl" ? argv.joined(separator: " ") : "hook \(argv[0]) \(environment["DMSNAP_PHASE"] ?? "")"
+        try record(line, device: argv[0], call: "run")
         hookRuns.append((argv, environment))
         return hookOutcomes[argv[0]] ?? ProgramOutcome(exitCode: 0)
+    }
+
+    public func runCommand(_ argv: [String], environment: [String: String]) throws(KernelError) -> ProgramOutcome {
+        try record("command \(argv.joined(separator: " "))", device: argv[0], call: "run")
+        commandRuns.append((argv, environment))
+        commandBody(self)
+        return commandOutcome
     }
 
     public func executable(_ program: String) -> String? { executables.contains(program) ? program : nil }

@@ -84,11 +84,13 @@ public final class FakeKernel: KernelControl {
     }
 
     /// Mounts the dm device `name` at `mountPoint`.
-    public func mount(_ name: DeviceName, at mountPoint: String, fsType: String = "ext4") {
+    public func mount(_ name: DeviceName, at mountPoint: String, fsType: String = "ext4", root: String = "/",
+                      options: [String] = ["rw", "relatime"], superOptions: [String] = ["rw"]) {
         guard var d = devices[name] else { return }
         d.externalOpens += 1
         devices[name] = d
-        mountTable.append(MountEntry(number: d.number, mountPoint: mountPoint, fsType: fsType, source: name.path))
+        mountTable.append(MountEntry(number: d.number, mountPoint: mountPoint, fsType: fsType, source: name.path, root: root,
+                                     options: options, superOptions: superOptions))
     }
 
     public func unmount(_ mountPoint: String) {
@@ -404,6 +406,12 @@ public final class FakeKernel: KernelControl {
     public var executables: Set<String> = []
     public var hookDropIns: [String: [String]] = [:]
     public var hookOutcomes: [String: ProgramOutcome] = [:]
+    /// How `dmsnap run`'s command ends (`runCommand`), and what it does while it runs.
+    public var commandOutcome = ProgramOutcome(exitCode: 0)
+    public var commandBody: (FakeKernel) -> Void = { _ in }
+    public internal(set) var commandRuns: [(argv: [String], environment: [String: String])] = []
+    /// Mount points whose unmount fails with EBUSY (a process has a file open there).
+    public var busyMounts: Set<String> = []
     public internal(set) var hookRuns: [(argv: [String], environment: [String: String])] = []
     public var fileDirectories: [String: FakeDirectory] = [:]
     public var symlinks: Set<String> = []
@@ -482,7 +490,16 @@ public final class FakeKernel: KernelControl {
     public func unmountFilesystem(_ mountPoint: String) throws(KernelError) {
         try record("umount \(mountPoint)", device: mountPoint, call: "umount")
         guard mountTable.contains(where: { $0.mountPoint == mountPoint }) else { throw KernelError(call: "umount", device: mountPoint, errno: .invalidArgument) }
+        if busyMounts.contains(mountPoint) { throw KernelError(call: "umount", device: mountPoint, errno: .resourceBusy) }
         unmount(mountPoint)
+    }
+
+    public func restoreMount(_ entry: MountEntry, device: String, bindFrom: String?) throws(KernelError) {
+        try record("mount again \(bindFrom ?? device) \(entry.mountPoint)", device: entry.mountPoint, call: "mount")
+        let name = bindFrom.flatMap { from in mountTable.first { from == $0.mountPoint || from.hasPrefix($0.mountPoint + "/") } }.flatMap { m in devices.first { $0.value.number == m.number }?.key }
+            ?? (device.hasPrefix("/dev/mapper/") ? try? DeviceName(String(device.dropFirst(12))) : nil)
+        guard let name, devices[name] != nil else { throw KernelError(call: "mount", device: entry.mountPoint, errno: .noSuchFileOrDirectory) }
+        mount(name, at: entry.mountPoint, fsType: entry.fsType, root: entry.root, options: entry.options, superOptions: entry.superOptions)
     }
 
     public func makeDirectory(_ path: String) throws(KernelError) {

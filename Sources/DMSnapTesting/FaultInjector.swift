@@ -99,6 +99,9 @@ public final class FaultInjector: KernelControl {
     public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
         try inner.run(argv, environment: environment, timeout: timeout)
     }
+    public func runCommand(_ argv: [String], environment: [String: String]) throws(KernelError) -> ProgramOutcome {
+        try inner.runCommand(argv, environment: environment)
+    }
     public func executable(_ program: String) -> String? { inner.executable(program) }
     public func hookFiles(in directory: String) -> [String] { inner.hookFiles(in: directory) }
     public func thawCgroup(_ path: String) throws(KernelError) {
@@ -138,6 +141,10 @@ public final class FaultInjector: KernelControl {
     public func unmountFilesystem(_ mountPoint: String) throws(KernelError) {
         try changing("umount", mountPoint)
         try inner.unmountFilesystem(mountPoint)
+    }
+    public func restoreMount(_ entry: MountEntry, device: String, bindFrom: String?) throws(KernelError) {
+        try changing("mount", entry.mountPoint)
+        try inner.restoreMount(entry, device: device, bindFrom: bindFrom)
     }
     public func makeDirectory(_ path: String) throws(KernelError) {
         try changing("mkdir", path)

@@ -18,7 +18,7 @@ public struct DMSnapCommand: ParsableCommand {
         discussion: ExitStatus.helpText,
         version: DMSnapVersion.string,
         subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Forget.self, Changes.self, Export.self, Mount.self, Umount.self, Devices.self,
-                      Extend.self, Monitor.self]
+                      Extend.self, Monitor.self, Run.self]
     )
 
     public init() {}
@@ -29,9 +29,17 @@ public struct DMSnapCommand: ParsableCommand {
         CLILog.bootstrap()
         let status: ExitStatus
         do {
-            var command = try parseAsRoot()
+            let (arguments, passthrough) = Run.splitCommand(Array(CommandLine.arguments.dropFirst()))
+            var command = try parseAsRoot(arguments)
+            if var run = command as? Run {
+                run.command = passthrough
+                command = run
+            }
             try command.run()
             status = .ok
+        } catch let done as CommandStatus {
+            CLILog.flush()
+            Glibc.exit(done.code)
         } catch let error as CLIError {
             CLILog.flush()
             Output.error(error.message)

@@ -13,6 +13,12 @@ enum Output {
         writeStandardError("dmsnap: warning: \(message)\n")
     }
 
+    /// A line for people on stderr (where stdout belongs to someone else: `run`'s command).
+    static func note(_ message: String) {
+        CLILog.flush()
+        writeStandardError("dmsnap: \(message)\n")
+    }
+
     static func error(_ message: String) {
         CLILog.flush()
         writeStandardError("dmsnap: \(message)\n")

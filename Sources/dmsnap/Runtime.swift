@@ -32,5 +32,6 @@ func makeManager(_ options: ChangeOptions? = nil) -> SnapshotManager {
     // SIGINT / SIGTERM: roll back (or finish past the point of no return), never die half-way
     LinuxKernel.catchInterrupts()
     manager.interruption = { LinuxKernel.pendingSignal }
+    manager.clearInterruption = { LinuxKernel.clearPendingSignal() }
     return manager
 }

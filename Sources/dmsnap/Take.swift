@@ -31,6 +31,35 @@ struct Take: ParsableCommand {
     @Argument(help: "Name of the new set: 1-64 of [A-Za-z0-9._+-].") var set: String
     @Argument(help: ArgumentHelp("DEVICE=COW pairs (DEVICE alone with --cow-dir).", valueName: "DEVICE=COW[:SIZE]"))
     var pairs: [DevicePair] = []
+    @OptionGroup var options: TakeOptions
+    @Flag(help: "Print the new set as JSON.") var json = false
+    @OptionGroup var common: ChangeOptions
+
+    func run() throws {
+        let request = try options.request(set: set, pairs: pairs)
+        let manager = makeManager(common)
+        let started = ContinuousClock.now
+        _ = try cli { () throws(DMSnapError) in try manager.take(request) }
+        let elapsed = ContinuousClock.now - started
+        if let signal = LinuxKernel.pendingSignal {
+            Output.warning("interrupted by \(signalName(signal)) after the point of no return: the take finished")
+        }
+        let status = try cli { () throws(DMSnapError) in try manager.status(set) }
+        if json {
+            try Output.json(status[0])
+        } else {
+            print("Took set \(set): \(request.pairs.count) device\(request.pairs.count == 1 ? "" : "s") in \(Int((elapsed.seconds * 1000).rounded())) ms")
+            StatusPrinter.table(status, fields: StatusField.defaults, headings: true)
+        }
+        // the set is taken; a post-thaw hook that failed is the caller's to know
+        if !manager.hookFailures.isEmpty {
+            throw CLIError(message: manager.hookFailures.joined(separator: "; ") + " (the set was taken)", status: .failed)
+        }
+    }
+}
+
+/// The options of a take, shared by `take` and `run`.
+struct TakeOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Make the COW files here, one per device (SET-DEVICE.cow).", valueName: "dir"))
     var cowDir: String?
     @Option(help: ArgumentHelp("Size of new COW files: bytes (512M, 2G) or a share of the device (default: 20%).",
@@ -57,49 +86,30 @@ struct Take: ParsableCommand {
     @Option(help: ArgumentHelp("Give up, thaw and roll back when freezing the set takes longer.",
                                valueName: "seconds"))
     var freezeTimeout: Double = 10
-    @Flag(help: "Print the new set as JSON.") var json = false
-    @OptionGroup var common: ChangeOptions
 
     func validate() throws {
         guard freezeTimeout > 0, freezeTimeout.isFinite else { throw ValidationError("--freeze-timeout must be a number of seconds > 0") }
         guard hookTimeout > 0, hookTimeout.isFinite else { throw ValidationError("--hook-timeout must be a number of seconds > 0") }
     }
 
-    func run() throws {
+    /// The library's request for `set` and the `DEVICE=COW` pairs; a malformed pair is refused
+    /// (exit 3) like any other bad input.
+    func request(set: String, pairs: [DevicePair]) throws -> TakeRequest {
         var parsed: [(device: String, cow: String)] = []
         for p in pairs {
             do { parsed.append(try TakeRequest.pair(p.text)) } catch { throw CLIError(message: error.description, status: .refused) }
         }
-        let manager = makeManager(common)
-        let started = ContinuousClock.now
-        _ = try cli { () throws(DMSnapError) in
-            var request = TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,
-                                      freezeTimeout: .milliseconds(Int64((freezeTimeout * 1000).rounded())))
-            request.cowDirectory = cowDir
-            request.cowSize = cowSize
-            request.volatile = volatile
-            request.directIO = !bufferedCow
-            request.cgroups = freezeCgroups
-            request.units = freezeUnits
-            request.preFreeze = preFreeze
-            request.postThaw = postThaw
-            request.hookTimeout = .milliseconds(Int64((hookTimeout * 1000).rounded()))
-            return try manager.take(request)
-        }
-        let elapsed = ContinuousClock.now - started
-        if let signal = LinuxKernel.pendingSignal {
-            Output.warning("interrupted by \(signalName(signal)) after the point of no return: the take finished")
-        }
-        let status = try cli { () throws(DMSnapError) in try manager.status(set) }
-        if json {
-            try Output.json(status[0])
-        } else {
-            print("Took set \(set): \(parsed.count) device\(parsed.count == 1 ? "" : "s") in \(Int((elapsed.seconds * 1000).rounded())) ms")
-            StatusPrinter.table(status, fields: StatusField.defaults, headings: true)
-        }
-        // the set is taken; a post-thaw hook that failed is the caller's to know
-        if !manager.hookFailures.isEmpty {
-            throw CLIError(message: manager.hookFailures.joined(separator: "; ") + " (the set was taken)", status: .failed)
-        }
+        var request = TakeRequest(set: set, pairs: parsed, chunkSize: chunkSize, force: force,
+                                  freezeTimeout: .milliseconds(Int64((freezeTimeout * 1000).rounded())))
+        request.cowDirectory = cowDir
+        request.cowSize = cowSize
+        request.volatile = volatile
+        request.directIO = !bufferedCow
+        request.cgroups = freezeCgroups
+        request.units = freezeUnits
+        request.preFreeze = preFreeze
+        request.postThaw = postThaw
+        request.hookTimeout = .milliseconds(Int64((hookTimeout * 1000).rounded()))
+        return request
     }
 }

@@ -164,7 +164,11 @@ struct CLIArgumentTests {
     @Test func takeParsesPairsAsTyped() throws {
         let take = try Take.parse(["s1", "vg-a=/dev/loop1", "/dev/mapper/vg-b=/dev/loop2", "--chunk-size", "8k"])
         #expect(take.pairs.map(\.text) == ["vg-a=/dev/loop1", "/dev/mapper/vg-b=/dev/loop2"])
-        #expect(take.chunkSize == "8k")
+        #expect(take.options.chunkSize == "8k")
+        let run = try Run.parse(commandLine: ["s1", "vg-a=/dev/loop1", "--remount", "--on-failure", "keep", "--", "migrate", "--to", "v2"])
+        #expect(run.pairs.map(\.text) == ["vg-a=/dev/loop1"] && run.command == ["migrate", "--to", "v2"])
+        #expect(run.remount && run.onFailure == .keep && run.onSuccess == .merge)
+        #expect(throws: (any Error).self) { try Run.parse(commandLine: ["s1", "a=b", "--on-success", "discard", "--", "x"]) }
         let status = try Status.parse(["-o", "device,state", "--noheadings"])
         #expect(status.o == [.device, .state])
         #expect(throws: (any Error).self) { try Status.parse(["-o", "bogus"]) }

@@ -668,15 +668,18 @@ struct MountInfoTests {
     @Test func parsesRealisticExcerpt() {
         let entries = MountInfo.parse(Self.sample)
         #expect(entries == [
-            MountEntry(number: DeviceNumber(major: 253, minor: 0), mountPoint: "/", fsType: "ext4", source: "/dev/mapper/vg-root"),
-            MountEntry(number: DeviceNumber(major: 0, minor: 21), mountPoint: "/proc", fsType: "proc", source: "proc"),
+            MountEntry(number: DeviceNumber(major: 253, minor: 0), mountPoint: "/", fsType: "ext4", source: "/dev/mapper/vg-root",
+                       options: ["rw", "relatime"], superOptions: ["rw", "errors=remount-ro"]),
+            MountEntry(number: DeviceNumber(major: 0, minor: 21), mountPoint: "/proc", fsType: "proc", source: "proc",
+                       options: ["rw", "nosuid", "nodev", "noexec", "relatime"], superOptions: ["rw"]),
             MountEntry(number: DeviceNumber(major: 253, minor: 3), mountPoint: "/mnt/my data", fsType: "xfs",
-                       source: "/dev/mapper/vg-data"),
-            MountEntry(number: DeviceNumber(major: 8, minor: 1), mountPoint: "/boot", fsType: "vfat", source: "/dev/sda1"),
+                       source: "/dev/mapper/vg-data", options: ["rw", "relatime"], superOptions: ["rw", "attr2", "inode64"]),
+            MountEntry(number: DeviceNumber(major: 8, minor: 1), mountPoint: "/boot", fsType: "vfat", source: "/dev/sda1",
+                       root: "/boot", options: ["rw", "relatime"], superOptions: ["rw", "fmask=0022"]),
             MountEntry(number: DeviceNumber(major: 7, minor: 1), mountPoint: "/mnt/tab\tand\\slash", fsType: "ext4",
-                       source: "/dev/loop1"),
+                       source: "/dev/loop1", options: ["rw"], superOptions: ["rw"]),
             MountEntry(number: DeviceNumber(major: 253, minor: 5), mountPoint: "/srv/back up", fsType: "ext4",
-                       source: "/dev/disk/by-label/my disk"),
+                       source: "/dev/disk/by-label/my disk", options: ["rw"], superOptions: ["rw"]),
         ])
     }
 

@@ -74,6 +74,8 @@ func fxVerb(_ action: Action) -> String {
     case .deleteFile: "deletefile"
     case .attachLoop: "attachloop"
     case .detachLoop: "detachloop"
+    case .restoreMount: "mount"
+    case .stopUnit, .startUnit: "systemctl"
     }
 }
 

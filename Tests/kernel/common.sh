@@ -110,3 +110,23 @@ cow_device() {
     local tail=${3:-linear LOOP 0}
     dmsetup create "$1" --table "0 $COW_SECTORS ${tail//LOOP/$COW_LOOP}"
 }
+
+# cgroup_setup: the cgroup2 hierarchy (mounted if the test kernel has not yet) and a cgroup CG
+# for this test; CGROOT is the mount.
+cgroup_setup() {
+    CGROOT=/sys/fs/cgroup
+    mountpoint -q "$CGROOT" || mount -t cgroup2 none "$CGROOT"
+    CG=$CGROOT/${T_PREFIX}app
+    mkdir -p "$CG"
+}
+
+# cgroup_cleanup: moves every process of CG back to the root and removes it.
+cgroup_cleanup() {
+    [[ -d ${CG:-} ]] || return 0
+    echo 0 >"$CG/cgroup.freeze" 2>/dev/null || true
+    local p
+    while read -r p; do echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null || true; done <"$CG/cgroup.procs"
+    rmdir "$CG" 2>/dev/null || true
+}
+
+frozen() { awk '$1 == "frozen" {print $2}' "$CG/cgroup.events"; }

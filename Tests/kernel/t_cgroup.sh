@@ -6,26 +6,6 @@
 # shellcheck source=Tests/kernel/common.sh
 source "$T_REPO/Tests/kernel/common.sh"
 
-# cgroup_setup: the cgroup2 hierarchy (mounted if the test kernel has not yet) and a cgroup CG
-# for this test; CGROOT is the mount.
-cgroup_setup() {
-    CGROOT=/sys/fs/cgroup
-    mountpoint -q "$CGROOT" || mount -t cgroup2 none "$CGROOT"
-    CG=$CGROOT/${T_PREFIX}app
-    mkdir -p "$CG"
-}
-
-# cgroup_cleanup: moves every process of CG back to the root and removes it.
-cgroup_cleanup() {
-    [[ -d ${CG:-} ]] || return 0
-    echo 0 >"$CG/cgroup.freeze" 2>/dev/null || true
-    local p
-    while read -r p; do echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null || true; done <"$CG/cgroup.procs"
-    rmdir "$CG" 2>/dev/null || true
-}
-
-frozen() { awk '$1 == "frozen" {print $2}' "$CG/cgroup.events"; }
-
 # start_app DIR1 DIR2: a process in CG writing a counter to DIR1/seq and DIR2/seq, in that
 # order, forever (one pwrite each, no fsync). Sets APP_PID.
 start_app() {
@@ -43,6 +23,41 @@ while True:
     APP_PID=$!
     local i
     for i in $(seq 50); do [[ -s $1/seq && -s $2/seq ]] && break; sleep 0.05; done
+}
+
+# start_aio_app DIR1 DIR2: a process in CG writing a counter to DIR1/seq and DIR2/seq with one
+# io_submit(2) per update (Linux AIO: buffered writes are done inside the call, one after the
+# other; the first file alternates): the cgroup freezer, which stops a task only on its way back
+# to user space, never stops it between the two. At nice 19: it takes every idle moment without
+# slowing the test (the test kernel has one CPU). Sets APP_PID.
+start_aio_app() {
+    bash -c 'echo $$ >"$1/cgroup.procs"; exec nice -n 19 python3 -c "
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ctx = ctypes.c_ulong(0)
+if libc.syscall(206, ctypes.c_long(2), ctypes.byref(ctx)) != 0:  # io_setup
+    sys.exit(\"io_setup: errno %d\" % ctypes.get_errno())
+fds = [os.open(d + \"/seq\", os.O_WRONLY | os.O_CREAT, 0o644) for d in sys.argv[1:3]]
+buf = ctypes.create_string_buffer(16)
+iocbs = [ctypes.create_string_buffer(64) for _ in range(2)]
+ptrs = (ctypes.c_void_p * 2)(*[ctypes.addressof(c) for c in iocbs])
+events = ctypes.create_string_buffer(64)
+i = 0
+while True:
+    i += 1
+    buf.value = b\"%012d\\n\" % i
+    for k, fd in enumerate(fds if i % 2 else fds[::-1]):
+        # struct iocb: data, key, rw_flags, opcode (1: pwrite), reqprio, fd, buf, nbytes, offset
+        struct.pack_into(\"<QIIHhIQQqQII\", iocbs[k], 0, k, 0, 0, 1, 0, fd, ctypes.addressof(buf), 13, 0, 0, 0, 0)
+    if libc.syscall(209, ctx, ctypes.c_long(2), ptrs) != 2:  # io_submit
+        sys.exit(\"io_submit: errno %d\" % ctypes.get_errno())
+    libc.syscall(208, ctx, ctypes.c_long(2), ctypes.c_long(2), events, None)  # io_getevents
+" "$2" "$3"' _ "$CG" "$1" "$2" </dev/null >"$T_DIR/aio-app.log" 2>&1 &
+    APP_PID=$!
+    local i
+    for i in $(seq 50); do [[ -s $1/seq && -s $2/seq ]] && break; sleep 0.05; done
+    [[ -s $1/seq && -s $2/seq ]] || fail "the AIO writer did not start: $(cat "$T_DIR/aio-app.log")"
 }
 
 # stop_app: ends the application started by start_app.
@@ -65,6 +80,15 @@ discard_under_app() {
 # seq_of FILE: the counter in FILE
 seq_of() { local v; v=$(cat "$1"); echo $((10#$v)); }
 
+# frozen_pair: PAIR=(counter in D1's frozen image, counter in D2's)
+frozen_pair() {
+    mount_base_ro "$D1" "$T_DIR/i1"
+    mount_base_ro "$D2" "$T_DIR/i2"
+    PAIR=("$(seq_of "$T_DIR/i1/seq")" "$(seq_of "$T_DIR/i2/seq")")
+    umount_base_ro "$T_DIR/i1"
+    umount_base_ro "$T_DIR/i2"
+}
+
 test_cgroup_take_freezes_and_thaws() {
     cgroup_setup
     setup_two
@@ -83,12 +107,8 @@ test_cgroup_take_freezes_and_thaws() {
     assert_exit 0 "status" -- "$DMSNAP" status s1
     assert_contains "$T_OUT" "froze $CG"
     # the frozen images: the application was stopped, so the pair differs by at most its order
-    mount_base_ro "$D1" "$T_DIR/i1"
-    mount_base_ro "$D2" "$T_DIR/i2"
-    a=$(seq_of "$T_DIR/i1/seq")
-    b=$(seq_of "$T_DIR/i2/seq")
-    umount_base_ro "$T_DIR/i1"
-    umount_base_ro "$T_DIR/i2"
+    frozen_pair
+    a=${PAIR[0]} b=${PAIR[1]}
     log "frozen pair: $a $b"
     ((a == b || a == b + 1)) || fail "frozen pair out of order: $a $b"
     stop_app
@@ -158,5 +178,47 @@ test_cgroup_thawed_after_every_fault_and_kill() {
     done
     echo "cgroup running again after a fault and after SIGKILL at each of the $((last - first + 1)) calls from its freeze to its thaw" >&2
     stop_app
+    cgroup_cleanup
+}
+
+# The pair an application writes with one call per update: over 20 takes with --freeze-cgroup
+# every frozen image holds equal counters; without it, the filesystems are frozen one after the
+# other while the writer runs, and an image can catch it half-way (it blocks on the first frozen
+# filesystem having written the other): takes until the first such pair (at most 40; about one
+# in four differs).
+test_cgroup_freezer_keeps_pairs_consistent() {
+    cgroup_setup
+    setup_two
+    start_aio_app "$M1" "$M2"
+    local mode k a b diff
+    local -A differ=() takes=()
+    for mode in cgroup plain; do
+        diff=0
+        for ((k = 1; k <= 40; k++)); do
+            [[ $mode == cgroup ]] && ((k > 20)) && break
+            [[ $mode == plain ]] && ((diff > 0)) && break
+            local -a extra=()
+            [[ $mode == cgroup ]] && extra=(--freeze-cgroup "$CG")
+            assert_exit 0 "take ($mode) $k" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2" "${extra[@]}"
+            frozen_pair
+            a=${PAIR[0]} b=${PAIR[1]}
+            assert_exit 0 "merge ($mode) $k" -- "$DMSNAP" merge s1
+            ((a == b)) || diff=$((diff + 1))
+            log "$mode $k: frozen pair $a $b"
+        done
+        differ[$mode]=$diff takes[$mode]=$((k - 1))
+    done
+    kill -0 "$APP_PID" 2>/dev/null || fail "the writer died: $(cat "$T_DIR/aio-app.log")"
+    echo "frozen pairs that differ: ${differ[cgroup]} of ${takes[cgroup]} with --freeze-cgroup; without it the first after ${takes[plain]} takes" >&2
+    assert_eq "${differ[cgroup]}" 0 "pairs that differ with --freeze-cgroup"
+    ((differ[plain] >= 1)) || fail "without --freeze-cgroup no pair of ${takes[plain]} differed"
+    stop_app
+    local s1 s2
+    s1=$(fx checksum "$M1")
+    s2=$(fx checksum "$M2")
+    umount "$M1" "$M2"
+    mount "/dev/mapper/$D1" "$M1"
+    mount "/dev/mapper/$D2" "$M2"
+    assert_eq "$(fx checksum "$M1") $(fx checksum "$M2")" "$s1 $s2" "content after the merges, remounted"
     cgroup_cleanup
 }

@@ -102,6 +102,8 @@ int cdm_statfs(const char *path, unsigned long long *out_type, unsigned long lon
 int cdm_run(const char *const *argv, const char *const *extra_env, int timeout_ms, int *out_status, int *out_timed_out);
 int cdm_exit_code(int status);
 int cdm_term_signal(int status);
+int cdm_run_foreground(const char *const *argv, const char *const *extra_env, int *out_status);
+void cdm_signal_clear(void);
 
 /// SIGINT and SIGTERM set a flag instead of ending the process (syscalls restart).
 void cdm_signals_catch(void);
