@@ -7,18 +7,20 @@
 #     same filesystem and records its longest write around each take: the stall;
 #   - each repetition runs 'dmsnap take' plain and with --freeze-cgroup (rotating order), then
 #     merges; an idle window of the same length is the noise floor.
+# --backing tmpfs (default) puts the loop files in memory; hostfs on the host's disk.
 # Reports the victim's stall (min/median/max) per contender, the ratio of medians (target:
 # --freeze-cgroup ≤ 1.2× plain) and how long take's JSON says the cgroup was frozen.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd -P)
 repo=$(cd "$here/.." && pwd -P)
-reps=10 out='' bin=$repo/.build/release writer=$repo/.build/bench/bench-writer P=dmsc-
+reps=10 out='' bin=$repo/.build/release writer=$repo/.build/bench/bench-writer P=dmsc- backing=tmpfs
 while (($#)); do
     case $1 in
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --writer) writer=$2; shift 2 ;;
+    --backing) backing=$2; shift 2 ;;
     *) echo "cgroup-inner.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -38,6 +40,10 @@ fi
 
 work=$(mktemp -d /var/tmp/dmsnap-cgroup-bench.XXXXXX)
 export DMSNAP_FIXTURE_DIR=$work/fixtures
+mkdir -p "$DMSNAP_FIXTURE_DIR"
+# tmpfs (default): the loop files in memory, so a host fsync is not the noise floor; hostfs: on
+# the host's disk like fixtures/loopdev.sh
+[[ $backing == tmpfs ]] && mount -t tmpfs -o size=600M none "$DMSNAP_FIXTURE_DIR"
 CGROOT=/sys/fs/cgroup
 mountpoint -q "$CGROOT" || mount -t cgroup2 none "$CGROOT"
 CG=$CGROOT/${P}app
@@ -50,6 +56,7 @@ cleanup() {
     rmdir "$CG" 2>/dev/null
     "$DMSNAP" discard bc >/dev/null 2>&1
     fx sweep "$P" >/dev/null 2>&1
+    mountpoint -q "$DMSNAP_FIXTURE_DIR" && umount "$DMSNAP_FIXTURE_DIR"
     rm -rf --one-file-system "$work" "$DMSNAP_STATE_DIR"
 }
 trap cleanup EXIT
@@ -107,9 +114,9 @@ for ((rep = 1; rep <= reps; rep++)); do
     done
 done
 kill -0 "$APP" || { say "the application died"; exit 1; }
-python3 - "$raw" "$out" "$reps" "$(uname -r)" <<'EOF'
+python3 - "$raw" "$out" "$reps" "$(uname -r)" "$backing" <<'EOF'
 import json, statistics, sys
-raw, out, reps, kernel = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+raw, out, reps, kernel, backing = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = [json.loads(l) for l in open(raw)]
 def col(who, key):
     return [r[key] for r in rows if r["contender"] == who and r[key] is not None]
@@ -118,11 +125,11 @@ def mmm(v):
 stall = {w: col(w, "stall_ms") for w in ("plain", "cgroup", "idle")}
 ratio = statistics.median(stall["cgroup"]) / statistics.median(stall["plain"])
 frozen = col("cgroup", "cgroup_frozen_ms")
-res = {"kernel": kernel, "reps": reps, "ratio_cgroup_vs_plain": round(ratio, 3), "target": 1.2, "met": ratio <= 1.2,
+res = {"kernel": kernel, "reps": reps, "backing": backing, "ratio_cgroup_vs_plain": round(ratio, 3), "target": 1.2, "met": ratio <= 1.2,
        "stall_ms": {w: {"min": min(v), "median": statistics.median(v), "max": max(v)} for w, v in stall.items()},
        "cgroup_frozen_ms": {"min": min(frozen), "median": statistics.median(frozen), "max": max(frozen)}}
 json.dump(res, open(out + "/cgroup.json", "w"), indent=1)
-md = ["| victim stall (ms): min / median / max | %d reps |" % reps, "| --- | --- |"]
+md = ["| victim stall (ms): min / median / max | %d reps, loop files on %s |" % (reps, backing), "| --- | --- |"]
 md += ["| idle (noise floor) | %s |" % mmm(stall["idle"]), "| dmsnap take | %s |" % mmm(stall["plain"]),
        "| dmsnap take --freeze-cgroup | %s |" % mmm(stall["cgroup"])]
 md += ["", "ratio of medians, --freeze-cgroup / plain: **%.3f** (target ≤ 1.2: %s)" % (ratio, "met" if ratio <= 1.2 else "missed"),

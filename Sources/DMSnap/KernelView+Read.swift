@@ -134,15 +134,40 @@ extension KernelView {
             for case let .success(block) in blocks.values { if let n = byNumber[block.number] { queue.append(n) } }
             queue += fileSystemDevices.compactMap { byNumber[$0] }
         }
+        // What is stacked on the named devices and on the layer below a named crypt device (a
+        // VG's LVs on a PV, a filesystem's crypt device), upwards: a take freezes the filesystems
+        // up there too. Read after the devices below, then those found above.
+        var upward: [DeviceNumber] = listed.filter { queue.contains($0.name) }.map(\.number)
         var read: Set<DeviceName> = []
-        while !queue.isEmpty {
-            let name = queue.removeFirst()
-            guard read.insert(name).inserted, let info = try kernel.info(name) else { continue }
-            let table = info.hasLiveTable ? try kernel.table(name) : nil
-            let deps = info.hasLiveTable ? try kernel.dependencies(name) : []
-            let status = table?.targets.contains(where: \.params.isSnapshot) == true ? try kernel.status(name) : []
-            devices[name] = Device(info: info, table: table, dependencies: deps, status: status)
-            queue += deps.compactMap { byNumber[$0] }
+        for pass in 0..<2 {
+            while !queue.isEmpty {
+                let name = queue.removeFirst()
+                guard read.insert(name).inserted, let info = try kernel.info(name) else { continue }
+                // A crypt table holds the volume key: cryptsetup's devices (CRYPT- uuid) are never
+                // asked for it; one made by hand is forgotten as soon as it reads as crypt.
+                var keyed = info.uuid.hasPrefix("CRYPT-")
+                var table = info.hasLiveTable && !keyed ? try kernel.table(name) : nil
+                if table?.holdsSecret == true {
+                    keyed = true
+                    table = nil
+                }
+                let deps = info.hasLiveTable ? try kernel.dependencies(name) : []
+                let status = table?.targets.contains(where: \.params.isSnapshot) == true ? try kernel.status(name) : []
+                devices[name] = Device(info: info, table: table, dependencies: deps, status: status, keyed: keyed)
+                if keyed, pass == 0 {
+                    for dep in deps where devicePaths[dep] == nil { devicePaths[dep] = kernel.path(of: dep) }
+                    upward += deps
+                }
+                queue += deps.compactMap { byNumber[$0] }
+            }
+            guard pass == 0 else { break }
+            while let n = upward.popLast() {
+                guard holders[n] == nil else { continue }
+                let above = kernel.holders(of: n)
+                holders[n] = above
+                upward += above
+                queue += above.compactMap { byNumber[$0] }
+            }
         }
         mounts = try kernel.mounts()
         // the COWs of stray sets, for rebuilding their descriptions

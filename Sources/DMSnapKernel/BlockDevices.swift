@@ -42,6 +42,13 @@ extension LinuxKernel: BlockDeviceControl {
         return LoopBacking(file: file, fileSystemDevice: DeviceNumber(major: cdm_major(dev), minor: cdm_minor(dev)))
     }
 
+    public func holders(of number: DeviceNumber) -> [DeviceNumber] {
+        (Syscalls.entries("/sys/dev/block/\(number)/holders") ?? []).compactMap { entry in
+            guard let text = try? Syscalls.readFile("/sys/class/block/\(entry.name)/dev") else { return nil }
+            return try? DeviceNumber(parsing: text.filter { !$0.isWhitespace })
+        }
+    }
+
     public func isClaimed(_ path: String) throws(KernelError) -> Bool {
         // O_EXCL on a block device fails with EBUSY while it is mounted or held by another device.
         do {

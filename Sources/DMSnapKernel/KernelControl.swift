@@ -48,6 +48,8 @@ public protocol BlockDeviceControl: AnyObject {
     /// For a loop device: its backing file and the device of the filesystem holding the file
     /// (sysfs `loop/backing_file`, then stat); nil for anything else.
     func loopBacking(of number: DeviceNumber) -> LoopBacking?
+    /// The block devices stacked directly on this one (sysfs `holders`: dm devices on it, md…).
+    func holders(of number: DeviceNumber) -> [DeviceNumber]
     /// True when someone else holds the device open exclusively (mounted, claimed by dm, …).
     func isClaimed(_ path: String) throws(KernelError) -> Bool
     /// The first filesystem / RAID / LVM / partition-table signature libblkid finds, if any.

@@ -36,6 +36,9 @@ public struct SnapshotSet: Codable, Hashable, Sendable {
         public var baseFingerprint: String?
         /// The frozen image mounted for a backup (`dmsnap mount`), if it is.
         public var view: ImageView?
+        /// The dm-crypt device named in take, which sits on this one: dmsnap snapshots the layer
+        /// below a crypt device (its table holds the key), so the COW holds ciphertext.
+        public var namedAs: DeviceName?
 
         public init(device: DeviceName, number: DeviceNumber, uuid: String, originalTable: Table, base: DeviceName,
                     baseUUID: String, cow: String, cowNumber: DeviceNumber, cowSize: Sectors) {

@@ -8,11 +8,15 @@ public struct KernelView: Sendable {
         public var table: Table?
         public var dependencies: [DeviceNumber]
         public var status: [TargetStatus]
-        public init(info: DeviceInfo, table: Table?, dependencies: [DeviceNumber] = [], status: [TargetStatus] = []) {
+        /// A dm-crypt device: its table (which holds the key) is never read.
+        public var keyed: Bool
+        public init(info: DeviceInfo, table: Table?, dependencies: [DeviceNumber] = [], status: [TargetStatus] = [],
+                    keyed: Bool = false) {
             self.info = info
             self.table = table
             self.dependencies = dependencies
             self.status = status
+            self.keyed = keyed
         }
     }
 
@@ -28,6 +32,8 @@ public struct KernelView: Sendable {
     public var hooks: Result<[Hook], PlanError> = .success([])
     /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
     public var files: [String: Result<FileFacts, LookupFailure>] = [:]
+    /// The block devices stacked directly on each looked-up device (and on those, upwards).
+    public var holders: [DeviceNumber: [DeviceNumber]] = [:]
     /// The filesystems (their devices) of what dmsnap runs from, for `TakeRequest.floor`.
     public var floors: [String: DeviceNumber] = [:]
     public var claimed: [String: Bool]
@@ -74,6 +80,19 @@ public struct KernelView: Sendable {
         while let n = queue.popLast() {
             guard let (_, d) = device(numbered: n) else { continue }
             for dep in d.dependencies where seen.insert(dep).inserted { queue.append(dep) }
+        }
+        return seen
+    }
+
+    /// Every device stacked on `number` (holders, recursively), nearest first.
+    public func stacked(above number: DeviceNumber) -> [DeviceNumber] {
+        var seen: [DeviceNumber] = []
+        var queue = holders[number] ?? []
+        while !queue.isEmpty {
+            let n = queue.removeFirst()
+            guard !seen.contains(n) else { continue }
+            seen.append(n)
+            queue += holders[n] ?? []
         }
         return seen
     }

@@ -62,8 +62,20 @@ public enum Planner {
         var members: [SnapshotSet.Member] = []
         var usedNumbers: [DeviceNumber: String] = [:]
         for (index, pair) in request.pairs.enumerated() {
-            let name = try resolve(pair.device, view)
-            guard let dev = view.devices[name] else { throw PlanError(pair.device, "no such device-mapper device") }
+            var name = try resolve(pair.device, view)
+            guard var dev = view.devices[name] else { throw PlanError(pair.device, "no such device-mapper device") }
+            // A crypt device's table holds the volume key, which dmsnap never copies or stores:
+            // the layer below it is snapshotted instead (its filesystem, above, is frozen with it).
+            var namedAs: DeviceName?
+            if dev.keyed {
+                guard dev.dependencies.count == 1, let (lower, lowerDevice) = view.device(numbered: dev.dependencies[0]) else {
+                    let below = dev.dependencies.map { view.devicePaths[$0] ?? $0.description }.joined(separator: ", ")
+                    throw PlanError(name.value, "is a dm-crypt device on \(below.isEmpty ? "no device" : below), which is not a device-mapper device: dmsnap never copies a crypt table (it holds the key) and snapshots the layer below instead; put a dm linear device under the container (dmsetup create NAME --table '0 SECTORS linear DEVICE 0', then open the container on /dev/mapper/NAME)")
+                }
+                namedAs = name
+                name = lower
+                dev = lowerDevice
+            }
             let info = dev.info
             if let other = usedNumbers[info.number] { throw PlanError(pair.device, "given twice (also as \(other))") }
             guard !info.suspended else { throw PlanError(name.value, "device is suspended") }
@@ -84,7 +96,8 @@ public enum Planner {
             }
             if !request.force, let owner = ["LVM-": "LVM", "CRYPT-": "cryptsetup", "mpath-": "multipath", "stratis-": "Stratis"]
                 .first(where: { info.uuid.hasPrefix($0.key) })?.value {
-                throw PlanError(name.value, "owned by \(owner) (uuid \(info.uuid)); it may reload the table and silently drop the snapshot (use --force to override)")
+                let below = owner == "LVM" ? "; name the device below it (the physical volume's) instead: its filesystems are frozen with it" : ""
+                throw PlanError(name.value, "owned by \(owner) (uuid \(info.uuid)); it may reload the table and silently drop the snapshot\(below) (use --force to override)")
             }
             usedNumbers[info.number] = pair.device
             let base: DeviceName
@@ -110,9 +123,10 @@ public enum Planner {
             // Under /dev only block devices: a typo there must not become a COW file.
             let fileAllowed = !cowPath.hasPrefix("/dev/")
             if fileAllowed, case let .success(facts)? = view.files[cowPath], facts.kind != .blockDevice {
-                let member = try fileMember(index: index, name: name, info: info, table: table, base: base, setName: setName,
+                var member = try fileMember(index: index, name: name, info: info, table: table, base: base, setName: setName,
                                             path: cowPath, facts: facts, sizeText: sizeText, request: request, chunk: chunk,
                                             view: view, others: members)
+                member.namedAs = namedAs
                 members.append(member)
                 continue
             }
@@ -161,14 +175,17 @@ public enum Planner {
                 throw PlanError(cowPath, "COW carries a \(sig) signature; refusing to overwrite it (use --force)")
             }
             usedNumbers[cow.number] = cowPath
-            members.append(SnapshotSet.Member(
+            var member = SnapshotSet.Member(
                 device: name, number: info.number, uuid: info.uuid, originalTable: table, base: base,
                 baseUUID: DMSnapNaming.baseUUID(set: setName, index: index), cow: cowPath, cowNumber: cow.number,
-                cowSize: cow.size))
+                cowSize: cow.size)
+            member.namedAs = namedAs
+            members.append(member)
         }
 
         try refuseRecursion(members, view, fileSystems: fileSystems(members, view))
         try refuseFloor(request, members, view)
+        if !request.force { try refuseUnfreezable(members, view) }
         try refuseLackOfSpace(members, view, request)
         let cgroups = try cgroupsToFreeze(request, view)
         let hooks = try view.hooks.get()
@@ -236,10 +253,12 @@ public enum Planner {
             steps.append(Step(.load(m.device, takeTable(m, chunk: set.chunk)), undo: [.clearInactive(m.device)]))
         }
         let mountPoints = set.members.map { view.mountPoints(of: $0.number).first }
+        // the filesystems on the members, then those stacked on them (LVs on a PV, a crypt device's)
+        let frozen = freezePoints(set.members, view)
         // The application first (its processes stopped where they are), then the filesystems.
         for cg in set.cgroups ?? [] { steps.append(Step(.freezeCgroup(cg), undo: [.thawCgroup(cg)])) }
-        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.syncFilesystem(mp))) }
-        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
+        for mp in frozen { steps.append(Step(.syncFilesystem(mp))) }
+        for mp in frozen { steps.append(Step(.freeze(mp), undo: [.thaw(mp)])) }
         for (m, mp) in zip(set.members, mountPoints) {
             // Undo loads the live table again rather than clearing: if that load fails, the
             // resume that must follow (never leave a device suspended) still cannot swap in a
@@ -252,10 +271,37 @@ public enum Planner {
                               undo: [.load(m.device, m.originalTable), .suspend(m.device, lockfs: false), .resume(m.device)]))
         }
         let commit = steps.count - 1
-        for mp in mountPoints.compactMap({ $0 }) { steps.append(Step(.thaw(mp))) }
+        for mp in frozen { steps.append(Step(.thaw(mp))) }
         for cg in set.cgroups ?? [] { steps.append(Step(.thawCgroup(cg))) }
         steps.append(Step(.save(set.with(phase: .active))))
         return Plan(steps: steps, commitIndex: commit)
+    }
+
+    /// The filesystems a take freezes: the one mounted on each member, then one mounted on each
+    /// device stacked on a member (in the order found), each once.
+    public static func freezePoints(_ members: [SnapshotSet.Member], _ view: KernelView) -> [String] {
+        var out: [String] = []
+        let numbers = members.map(\.number) + members.flatMap { view.stacked(above: $0.number) }
+        for n in numbers {
+            if let mp = view.mountPoints(of: n).first, !out.contains(mp) { out.append(mp) }
+        }
+        return out
+    }
+
+    /// A device stacked on a member that is open but has nothing stacked on it and no mounted
+    /// filesystem (swap, a virtual machine's disk, a database's raw device) cannot be frozen: its
+    /// image would only be crash-consistent. Refused with the list (`--force` takes it anyway).
+    static func refuseUnfreezable(_ members: [SnapshotSet.Member], _ view: KernelView) throws(PlanError) {
+        for m in members {
+            let open = view.stacked(above: m.number).compactMap { n -> String? in
+                guard (view.holders[n] ?? []).isEmpty, view.mountPoints(of: n).isEmpty,
+                      let (name, d) = view.device(numbered: n), d.info.openCount > 0 else { return nil }
+                return name.value
+            }
+            guard open.isEmpty else {
+                throw PlanError(m.device.value, "\(open.joined(separator: ", ")) \(open.count == 1 ? "is" : "are") stacked on it and open, but not by a mounted filesystem dmsnap can freeze (the image would only be crash-consistent); close \(open.count == 1 ? "it" : "them") or use --force")
+            }
+        }
     }
 
     /// The snapshot table a plan loads: it names the base by name (a base the plan creates has no

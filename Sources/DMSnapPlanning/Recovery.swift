@@ -38,6 +38,7 @@ extension Planner {
         }
         let states = seen.map(\.runs)
         let mountPoints = set.members.flatMap { view.mountPoints(of: $0.number) }
+            + freezePoints(set.members, view).filter { mp in !set.members.contains { view.mountPoints(of: $0.number).contains(mp) } }
         // (a cgroup that is gone with its application only earns a warning)
         let thaw = mountPoints.map { Step(.thawIfFrozen($0)) }
             + (set.cgroups ?? []).map { Step(.thawCgroup($0), warning: "\($0): cannot thaw the cgroup; run 'echo 0 > \($0)/cgroup.freeze'") }

@@ -93,6 +93,9 @@ public final class FakeKernel: KernelControl {
                                      options: options, superOptions: superOptions))
     }
 
+    /// Someone (swap, a virtual machine) opens the dm device `name` without mounting it.
+    public func openDevice(_ name: DeviceName) { devices[name]?.externalOpens += 1 }
+
     public func unmount(_ mountPoint: String) {
         guard let i = mountTable.firstIndex(where: { $0.mountPoint == mountPoint }) else { return }
         let entry = mountTable.remove(at: i)
@@ -314,6 +317,10 @@ public final class FakeKernel: KernelControl {
         guardianEvents.append(("start \(devices.map { "\($0.name)\($0.lockfs ? "" : "(nolockfs)")" }.joined(separator: ",")) \(mountPoints.joined(separator: ","))"
                                 + (cgroups.isEmpty ? "" : " cgroups \(cgroups.joined(separator: ","))"), trace.count))
         return FakeGuard(self)
+    }
+
+    public func holders(of number: DeviceNumber) -> [DeviceNumber] {
+        devices.values.filter { d in d.live.map(references)?.contains(number) == true }.map(\.number).sorted()
     }
 
     public func isClaimed(_ path: String) throws(KernelError) -> Bool {

@@ -109,6 +109,7 @@ public final class FaultInjector: KernelControl {
         try inner.thawCgroup(path)
     }
     public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
+    public func holders(of number: DeviceNumber) -> [DeviceNumber] { inner.holders(of: number) }
     public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try inner.readHeader(path, bytes: bytes)

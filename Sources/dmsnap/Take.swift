@@ -39,8 +39,12 @@ struct Take: ParsableCommand {
         let request = try options.request(set: set, pairs: pairs)
         let manager = makeManager(common)
         let started = ContinuousClock.now
-        _ = try cli { () throws(DMSnapError) in try manager.take(request) }
+        let taken = try cli { () throws(DMSnapError) in try manager.take(request) }
         let elapsed = ContinuousClock.now - started
+        for m in taken.members {
+            guard let crypt = m.namedAs else { continue }
+            Output.note("\(crypt) is a dm-crypt device: snapshotted \(m.device), the layer below it (the COW holds ciphertext; the key is never read)")
+        }
         if let signal = LinuxKernel.pendingSignal {
             Output.warning("interrupted by \(signalName(signal)) after the point of no return: the take finished")
         }

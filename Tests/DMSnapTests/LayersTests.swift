@@ -88,11 +88,13 @@ struct LayerErrorTests {
         for force in [false, true] {
             let request = TakeRequest(set: "s", pairs: [(crypt.value, Fx.cow(0))], force: force)
             let result = attempt { () throws(DMSnapError) in try fx.manager.take(request) }
-            #expect(result.refusal?.description.contains("holds a dm-crypt key") == true, "\(result)")
+            #expect(result.refusal?.description.contains("is a dm-crypt device on /dev/loop0, which is not a device-mapper device") == true, "\(result)")
             #expect(result.refusal?.description.contains("logon") == false)
         }
         #expect(fx.mutations.isEmpty)
         #expect(fx.store.sets.isEmpty)
+        // its table (the key) was never asked for
+        #expect(!fx.dm.trace.contains("table \(crypt)"), "\(fx.dm.trace)")
     }
 }
 

@@ -80,7 +80,7 @@ struct BadTake: Sendable, CustomTestStringConvertible {
         BadTake("LVM device without force", ["vg-lv=/dev/loop10"], mentions: ["vg-lv", "LVM", "LVM-abc", "--force"]) { fx in
             fx.dm.addDevice(mkName("vg-lv"), table: Fx.original(1), uuid: "LVM-abc")
         },
-        BadTake("cryptsetup device without force", ["luks=/dev/loop10"], mentions: ["luks", "cryptsetup", "--force"]) { fx in
+        BadTake("cryptsetup device on a loop", ["luks=/dev/loop10"], mentions: ["luks: is a dm-crypt device on", "not a device-mapper device", "linear"]) { fx in
             fx.dm.addDevice(mkName("luks"), table: Fx.original(1), uuid: "CRYPT-LUKS2-abc")
         },
         BadTake("same device twice", [pair0, "vg0-live=/dev/loop11"], mentions: ["vg0-live: given twice"]),
