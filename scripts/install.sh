@@ -28,6 +28,8 @@ while (($#)); do
 done
 [[ $prefix == /* ]] || { echo "install.sh: --prefix must be an absolute path" >&2; exit 2; }
 unitdir=${unitdir:-$prefix/lib/systemd/system}
+# udev rules: under /lib for the system prefix (as Debian keeps them), else under the prefix
+udevdir=${udevdir:-$([[ $prefix == /usr ]] && echo /lib/udev/rules.d || echo "$prefix/lib/udev/rules.d")}
 root=${destdir%/}
 manifest=$prefix/share/dmsnap/install-manifest
 
@@ -83,6 +85,7 @@ for unit in dmsnap-activate.service dmsnap-monitor.service; do
     add 0644 "$stage/$unit" "$unitdir/$unit"
 done
 add 0644 dist/default.dmsnap /etc/default/dmsnap
+add 0644 dist/udev/63-dmsnap-volume.rules "$udevdir/63-dmsnap-volume.rules"
 
 # refuse before copying anything: a file in the way that an earlier install did not put there
 declare -A ours=()

@@ -37,16 +37,28 @@ fi
 echo "unit: $unit_pass passed, $unit_fail failed"
 
 # The kernel suite runs in $SHARDS test kernels at once (one per core); they share the
-# tests through a queue directory, each test in the first kernel that claims it.
+# tests through a queue directory, each test in the first kernel that claims it. Beside them, a
+# kernel in udev mode (systemd-udevd running in it; a udev cookie left is a failure) runs the
+# lifecycle, bad-input and udev tests, which the others leave out.
 SHARDS=${DMSNAP_KERNEL_SHARDS:-$(nproc)}
 ((SHARDS >= 1)) || SHARDS=1
-echo "== kernel suite ($SHARDS User-Mode Linux kernels)"
+udev_set='^t_(lifecycle|badinput|udev)$'
+exclude=$udev_set
+(($#)) && exclude=''
+echo "== kernel suite ($SHARDS User-Mode Linux kernels, and one in udev mode)"
 queue=$(mktemp -d /var/tmp/dmsnap-queue.XXXXXX)
 pids=()
 for ((i = 1; i <= SHARDS; i++)); do
-    DMSNAP_SUITE_QUEUE=$queue Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$@" >"$log/kernel-$i.txt" 2>&1 &
+    DMSNAP_SUITE_EXCLUDE=$exclude DMSNAP_SUITE_QUEUE=$queue Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$@" \
+        >"$log/kernel-$i.txt" 2>&1 &
     pids+=($!)
 done
+udev_rc=0
+udev_pid=''
+if (($# == 0)); then
+    DMSNAP_KERNEL_UDEV=1 Tests/kernel/run-in-uml.sh -- Tests/kernel/suite.sh "$udev_set" >"$log/kernel-udev.txt" 2>&1 &
+    udev_pid=$!
+fi
 kernel_pass=0
 kernel_fail=0
 for ((i = 1; i <= SHARDS; i++)); do
@@ -68,15 +80,40 @@ for ((i = 1; i <= SHARDS; i++)); do
 done
 rm -rf "$queue"
 
-echo "== reboot test (two boots of the test kernel over the same backing files)"
-Tests/kernel/reboot.sh 2>&1 | tee "$log/reboot.txt"
-summary=$(grep -E "^reboot: [0-9]+ passed, [0-9]+ failed" "$log/reboot.txt" | tail -1 || true)
-if [[ -z $summary ]]; then
-    echo "the reboot test did not run to its summary: that is a failure"
-    kernel_fail=$((kernel_fail + 1))
-else
-    kernel_pass=$((kernel_pass + $(sed -E 's/^reboot: ([0-9]+) passed.*/\1/' <<<"$summary")))
-    kernel_fail=$((kernel_fail + $(sed -E 's/^reboot: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")))
+# The reboot test, and again in udev mode, side by side.
+echo "== reboot test (two boots of the test kernel over the same backing files), and in udev mode"
+Tests/kernel/reboot.sh >"$log/reboot.txt" 2>&1 &
+reboot_pid=$!
+DMSNAP_KERNEL_UDEV=1 Tests/kernel/reboot.sh >"$log/reboot-udev.txt" 2>&1 &
+reboot_udev_pid=$!
+wait "$reboot_pid"
+wait "$reboot_udev_pid"
+[[ -z $udev_pid ]] || wait "$udev_pid" || udev_rc=$?
+# count RESULT_FILE LABEL REGEX_PREFIX: adds a "PREFIX: N passed, N failed" summary to the totals
+count() {
+    local summary
+    summary=$(grep -E "^$3: [0-9]+ passed, [0-9]+ failed" "$1" | tail -1 || true)
+    if [[ -z $summary ]]; then
+        echo "$2 did not run to its summary: that is a failure"
+        kernel_fail=$((kernel_fail + 1))
+        return
+    fi
+    kernel_pass=$((kernel_pass + $(sed -E "s/^$3: ([0-9]+) passed.*/\\1/" <<<"$summary")))
+    kernel_fail=$((kernel_fail + $(sed -E "s/^$3: [0-9]+ passed, ([0-9]+) failed.*/\\1/" <<<"$summary")))
+}
+cat "$log/reboot.txt"
+count "$log/reboot.txt" "the reboot test" reboot
+echo "-- reboot test, udev mode"
+cat "$log/reboot-udev.txt"
+count "$log/reboot-udev.txt" "the reboot test in udev mode" 'reboot \(udev mode\)'
+if [[ -n $udev_pid ]]; then
+    echo "-- kernel, udev mode"
+    cat "$log/kernel-udev.txt"
+    count "$log/kernel-udev.txt" "the udev-mode kernel" kernel
+    if ((udev_rc != 0)) && ! grep -qE "^kernel: [0-9]+ passed, [1-9]" "$log/kernel-udev.txt"; then
+        echo "the udev-mode kernel exited $udev_rc: that is a failure"
+        kernel_fail=$((kernel_fail + 1))
+    fi
 fi
 if ((kernel_pass + kernel_fail == 0)); then
     echo "the kernel suite ran no test: that is a failure"

@@ -139,6 +139,8 @@ public final class Executor {
             throw ExecutionError(step: step, cause: .kernel(error), committed: false, leftovers: [], stateDirectory: store.location)
         }
         defer { guardian?.stop() }
+        // (after a failure in the window, its rollback has resumed and thawed by now)
+        defer { kernel.holdUdevWaits(false) }
         attachedLoops = [:]
         cgroupsFrozen = nil
         cgroupFreezeStart = nil
@@ -167,6 +169,8 @@ public final class Executor {
             }
             if !windowOpen, step.action.opensWindow {
                 guardian?.windowOpens()
+                // no udev round trip while filesystems are frozen: waited for once they are not
+                kernel.holdUdevWaits(true)
                 windowOpen = true
             }
             do {
@@ -194,6 +198,7 @@ public final class Executor {
             if index == lastFreeze { watchdog?.freezesDone() }
             if windowOpen, !holdsWindow() {
                 guardian?.windowCloses()
+                kernel.holdUdevWaits(false)
                 windowOpen = false
             }
         }
@@ -285,6 +290,24 @@ public final class Executor {
         return leftovers
     }
 
+    /// A busy filesystem dirties pages while it is synced, and its freeze writes those back inside
+    /// the window. So a sync that took long is repeated, until one takes less than `quietSync`
+    /// (little was left to write), at most 4 times and for 2 s.
+    public var quietSync: Duration = .milliseconds(20)
+
+    func syncUntilQuiet(_ mp: String) throws(KernelError) {
+        let start = ContinuousClock.now
+        for round in 1...4 {
+            let t0 = ContinuousClock.now
+            try kernel.syncFilesystem(mp)
+            let now = ContinuousClock.now
+            if now - t0 < quietSync || now - start > .seconds(2) || round == 4 {
+                if round > 1 { logger.trace("\(mp): synced \(round) times, the last in \(Int(((now - t0).seconds * 1000).rounded())) ms") }
+                return
+            }
+        }
+    }
+
     /// `systemctl VERB UNIT`, given two minutes (a service's own stop timeout is 90 s by default).
     func systemctl(_ verb: String, _ unit: String) throws(KernelError) {
         let outcome = try kernel.run(["systemctl", verb, unit], environment: [:], timeout: .seconds(120))
@@ -320,7 +343,7 @@ public final class Executor {
             case let .releaseCOW(path, bytes):
                 try kernel.wipeSignatures(path)
                 try kernel.zeroHeader(path, bytes: bytes)
-            case let .syncFilesystem(mp): try kernel.syncFilesystem(mp)
+            case let .syncFilesystem(mp): try syncUntilQuiet(mp)
             case let .freeze(mp): try freeze(mp)
             case let .thaw(mp): try kernel.thaw(mp)
             case let .thawIfFrozen(mp):
@@ -348,7 +371,7 @@ public final class Executor {
             case let .restoreMount(entry, device, from): try kernel.restoreMount(entry, device: device, bindFrom: from)
             case let .stopUnit(unit): try systemctl("stop", unit)
             case let .startUnit(unit): try systemctl("start", unit)
-            case .save, .deleteState: break
+            case .save, .deleteState, .saveVolume, .deleteVolume: break
             }
         } catch {
             throw .kernel(error)
@@ -357,6 +380,8 @@ public final class Executor {
             switch action {
             case let .save(set): try store.save(set.with(loops: loops.mapValues(\.number)))
             case let .deleteState(name): try store.delete(name)
+            case let .saveVolume(volume): try store.saveVolume(volume)
+            case let .deleteVolume(name): try store.deleteVolume(name)
             default: break
             }
         } catch {

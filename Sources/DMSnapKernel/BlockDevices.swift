@@ -42,6 +42,46 @@ extension LinuxKernel: BlockDeviceControl {
         return LoopBacking(file: file, fileSystemDevice: DeviceNumber(major: cdm_major(dev), minor: cdm_minor(dev)))
     }
 
+    public func identities(of path: String) -> [VolumeIdentity] {
+        var values: [String: String] = [:]
+        if let probe = blkid_new_probe_from_filename(path) {
+            defer { blkid_free_probe(probe) }
+            _ = blkid_probe_enable_superblocks(probe, 1)
+            _ = blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID))
+            _ = blkid_probe_enable_partitions(probe, 1)
+            _ = blkid_probe_set_partitions_flags(probe, Int32(BLKID_PARTS_ENTRY_DETAILS))
+            if blkid_do_safeprobe(probe) == 0 {
+                for key in ["PART_ENTRY_UUID", "UUID"] {
+                    var data: UnsafePointer<CChar>? = nil
+                    var len = 0
+                    if blkid_probe_lookup_value(probe, key, &data, &len) == 0, let data { values[key] = String(cString: data) }
+                }
+            }
+        }
+        var out: [VolumeIdentity] = []
+        if let p = values["PART_ENTRY_UUID"], !p.isEmpty { out.append(VolumeIdentity(.partUUID, p)) }
+        if let n = try? blockDevice(at: path).number {
+            for file in ["/sys/dev/block/\(n)/wwid", "/sys/dev/block/\(n)/device/wwid"] {
+                if let w = try? Syscalls.readFile(file), case let id = w.filter({ !$0.isNewline }), !id.isEmpty {
+                    out.append(VolumeIdentity(.wwn, id))
+                    break
+                }
+            }
+        }
+        if let u = values["UUID"], !u.isEmpty { out.append(VolumeIdentity(.uuid, u)) }
+        return out
+    }
+
+    public func blockDevices(with identity: VolumeIdentity) -> [String] {
+        (Syscalls.entries("/sys/class/block") ?? []).map(\.name).sorted().compactMap { name in
+            // dm devices (bases and wrappers carry the same identities) and empty loops aside
+            guard !name.hasPrefix("dm-"), (try? Syscalls.readFile("/sys/class/block/\(name)/size"))?.filter(\.isNumber) != "0"
+            else { return nil }
+            let path = "/dev/\(name)"
+            return identities(of: path).contains(identity) ? path : nil
+        }
+    }
+
     public func holders(of number: DeviceNumber) -> [DeviceNumber] {
         (Syscalls.entries("/sys/dev/block/\(number)/holders") ?? []).compactMap { entry in
             guard let text = try? Syscalls.readFile("/sys/class/block/\(entry.name)/dev") else { return nil }

@@ -50,8 +50,9 @@ extension LinuxKernel: DeviceMapperControl {
             }
         }
 
-        /// Runs the task; with `cookie`, waits for (or, without udev, performs) the /dev node changes.
-        func run(cookieFlags: UInt16? = nil) throws(KernelError) {
+        /// Runs the task; with `cookie`, waits for (or, without udev, performs) the /dev node
+        /// changes — or, with `hold`, hands the cookie over to be waited for later.
+        func run(cookieFlags: UInt16? = nil, hold: ((UInt32) -> Void)? = nil) throws(KernelError) {
             cdm_clear_last_error()
             var cookie: UInt32 = 0
             if let flags = cookieFlags {
@@ -59,7 +60,9 @@ extension LinuxKernel: DeviceMapperControl {
             }
             let ok = dm_task_run(handle) != 0
             let failure = ok ? nil : fail()
-            if cookieFlags != nil { _ = dm_udev_wait(cookie) }
+            if cookieFlags != nil {
+                if let hold { hold(cookie) } else { _ = dm_udev_wait(cookie) }
+            }
             if let failure { throw failure }
         }
 
@@ -184,7 +187,17 @@ extension LinuxKernel: DeviceMapperControl {
     public func resume(_ name: DeviceName) throws(KernelError) {
         let task = try Task(Int(DM_DEVICE_RESUME), call: "resume", device: name.value)
         try task.name(name)
-        try task.run(cookieFlags: 0)
+        try task.run(cookieFlags: 0, hold: heldCookies == nil ? nil : { self.heldCookies?.append($0) })
+    }
+
+    public func holdUdevWaits(_ hold: Bool) {
+        if hold {
+            if heldCookies == nil { heldCookies = [] }
+            return
+        }
+        let cookies = heldCookies ?? []
+        heldCookies = nil
+        for cookie in cookies { _ = dm_udev_wait(cookie) }
     }
 
     public func remove(_ name: DeviceName) throws(KernelError) {

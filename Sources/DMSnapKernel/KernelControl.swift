@@ -32,6 +32,10 @@ public protocol DeviceMapperControl: AnyObject {
     /// Resumes; swaps in the inactive table when one is loaded.
     func resume(_ name: DeviceName) throws(KernelError)
     func remove(_ name: DeviceName) throws(KernelError)
+    /// `true`: from now on a resume does not wait for udev to process its event (its udev cookie
+    /// is kept); `false`: waits for every kept cookie. The freeze window holds them: a resume
+    /// inside it must not wait a udev round trip while filesystems are frozen.
+    func holdUdevWaits(_ hold: Bool)
     /// Creates the hidden dm device `name`: a non-persistent snapshot of `origin` whose COW is a
     /// loop over an unlinked file of `scratch` sectors in memory (/run); the loop detaches itself
     /// when the device is removed.
@@ -48,6 +52,11 @@ public protocol BlockDeviceControl: AnyObject {
     /// For a loop device: its backing file and the device of the filesystem holding the file
     /// (sysfs `loop/backing_file`, then stat); nil for anything else.
     func loopBacking(of number: DeviceNumber) -> LoopBacking?
+    /// What identifies the block device at `path` across reboots, best first: its partition's
+    /// UUID, its WWN, the UUID of the filesystem or LUKS container on it (none: nothing does).
+    func identities(of path: String) -> [VolumeIdentity]
+    /// The block devices, dm devices aside, that carry `identity` now.
+    func blockDevices(with identity: VolumeIdentity) -> [String]
     /// The block devices stacked directly on this one (sysfs `holders`: dm devices on it, md…).
     func holders(of number: DeviceNumber) -> [DeviceNumber]
     /// True when someone else holds the device open exclusively (mounted, claimed by dm, …).

@@ -32,6 +32,9 @@ public final class LinuxKernel {
 
     public var isPrivileged: Bool { geteuid() == 0 }
 
+    /// udev cookies of resumes not waited for yet (`holdUdevWaits`); nil when not holding.
+    var heldCookies: [UInt32]?
+
     /// From now on SIGINT and SIGTERM only raise a flag (`pendingSignal`): a command checks it
     /// between its steps, rolls back or finishes, and says how it ended.
     public static func catchInterrupts() { cdm_signals_catch() }

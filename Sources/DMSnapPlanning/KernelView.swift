@@ -32,6 +32,9 @@ public struct KernelView: Sendable {
     public var hooks: Result<[Hook], PlanError> = .success([])
     /// COW paths (and `--cow-dir`) as files: what is there, its filesystem, who uses it.
     public var files: [String: Result<FileFacts, LookupFailure>] = [:]
+    /// The prepared volumes recorded, and what identifies each looked-up plain device.
+    public var volumes: [PreparedVolume] = []
+    public var identities: [String: [VolumeIdentity]] = [:]
     /// The block devices stacked directly on each looked-up device (and on those, upwards).
     public var holders: [DeviceNumber: [DeviceNumber]] = [:]
     /// The filesystems (their devices) of what dmsnap runs from, for `TakeRequest.floor`.

@@ -44,6 +44,9 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     /// `systemctl stop` / `systemctl start` of a unit whose files are on the set.
     case stopUnit(String)
     case startUnit(String)
+    /// The record of a prepared volume (`dmsnap prepare`).
+    case saveVolume(PreparedVolume)
+    case deleteVolume(DeviceName)
 
     public var description: String {
         switch self {
@@ -75,6 +78,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         case let .restoreMount(e, device, from): "mount \(from ?? device) (\(e.fsType)) on \(e.mountPoint) again"
         case let .stopUnit(u): "stop unit \(u)"
         case let .startUnit(u): "start unit \(u)"
+        case let .saveVolume(v): "record prepared volume \(v.name) (\(v.identity))"
+        case let .deleteVolume(n): "delete record of prepared volume \(n)"
         }
     }
 
@@ -120,6 +125,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
             else { "mount -t \(e.fsType) -o \((e.options + e.superOptions.filter { $0 != "rw" && $0 != "ro" }).joined(separator: ",")) \(device) \(e.mountPoint)" }
         case let .stopUnit(u): "systemctl stop \(u)"
         case let .startUnit(u): "systemctl start \(u)"
+        case let .saveVolume(v): "(dmsnap state: prepared volume \(v.name) should be recorded)"
+        case let .deleteVolume(n): "rm \(stateDirectory)/volumes/\(n).json"
         }
     }
 }

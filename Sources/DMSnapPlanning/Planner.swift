@@ -86,7 +86,7 @@ public enum Planner {
             if let set = view.sets.first(where: { $0.members.contains { $0.device == name || $0.base == name } }) {
                 throw PlanError(name.value, "already in snapshot set \(set.name)")
             }
-            if info.uuid.hasPrefix(DMSnapNaming.uuidPrefix) || table.targets.contains(where: \.params.isSnapshot) {
+            if DMSnapNaming.isHidden(uuid: info.uuid) || table.targets.contains(where: \.params.isSnapshot) {
                 throw PlanError(name.value, "already part of a snapshot")
             }
             // The base would get a copy of the table, and the set's record would keep it: a

@@ -67,15 +67,22 @@ public final class FileSetStore: SetStore {
     /// the directory does not exist.
     public func names() throws(StoreError) -> [SetName] {
         guard try checkDirectory(create: false) else { return [] }
-        guard let dir = opendir(directory) else { throw StoreError(path: directory, .io(call: "opendir", errno: Errno(rawValue: errno))) }
-        defer { closedir(dir) }
-        var names: [SetName] = []
-        while let entry = readdir(dir) {
-            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard file.hasSuffix(".json"), !file.hasPrefix("."), let name = try? SetName(String(file.dropLast(5))) else { continue }
-            names.append(name)
+        return try jsonFiles(in: directory).compactMap { try? SetName(String($0.dropLast(5))) }.sorted()
+    }
+
+    /// The `*.json` files of `dir` (not the hidden ones); none when it does not exist.
+    private func jsonFiles(in dir: String) throws(StoreError) -> [String] {
+        guard let d = opendir(dir) else {
+            if errno == ENOENT { return [] }
+            throw StoreError(path: dir, .io(call: "opendir", errno: Errno(rawValue: errno)))
         }
-        return names.sorted()
+        defer { closedir(d) }
+        var files: [String] = []
+        while let entry = readdir(d) {
+            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if file.hasSuffix(".json"), !file.hasPrefix(".") { files.append(file) }
+        }
+        return files.sorted()
     }
 
     public func scan() throws(StoreError) -> StoreScan {
@@ -138,6 +145,38 @@ public final class FileSetStore: SetStore {
             throw StoreError(path: file, .corrupt("cannot encode: \(error)"))
         }
         try write(data, to: file, temp: "\(directory)/.\(set.name.value).json.tmp")
+    }
+
+    /// Prepared volumes: `volumes/NAME.json` in the state directory (a directory of its own: set
+    /// descriptions are the state directory's `*.json`).
+    var volumeDirectory: String { "\(directory)/volumes" }
+
+    public func volumes() throws(StoreError) -> [PreparedVolume] {
+        var out: [PreparedVolume] = []
+        for file in try jsonFiles(in: volumeDirectory) {
+            let path = "\(volumeDirectory)/\(file)"
+            guard let bytes = try read(path) else { continue }
+            do { out.append(try Self.decoder.decode(PreparedVolume.self, from: Data(bytes))) } catch {
+                throw StoreError(path: path, .corrupt("not a prepared volume: \(error)"))
+            }
+        }
+        return out
+    }
+
+    public func saveVolume(_ volume: PreparedVolume) throws(StoreError) {
+        let file = "\(volumeDirectory)/\(volume.name.value).json"
+        let data: Data
+        do { data = try Self.encoder.encode(volume) } catch { throw StoreError(path: file, .corrupt("cannot encode: \(error)")) }
+        _ = try checkDirectory(create: true)
+        if mkdir(volumeDirectory, 0o700) != 0 && errno != EEXIST {
+            throw StoreError(path: volumeDirectory, .io(call: "mkdir", errno: Errno(rawValue: errno)))
+        }
+        try write(data, to: file, temp: "\(volumeDirectory)/.\(volume.name.value).json.tmp")
+    }
+
+    public func deleteVolume(_ name: DeviceName) throws(StoreError) {
+        let file = "\(volumeDirectory)/\(name.value).json"
+        if unlink(file) != 0 && errno != ENOENT { throw StoreError(path: file, .io(call: "unlink", errno: Errno(rawValue: errno))) }
     }
 
     /// The running monitor's report: `.monitor/report.json` in the state directory (hidden, and in

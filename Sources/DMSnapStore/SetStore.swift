@@ -17,6 +17,10 @@ public protocol SetStore: AnyObject {
     /// Atomic: a reader sees the old or the new description, never a torn one.
     func save(_ set: SnapshotSet) throws(StoreError)
     func delete(_ name: SetName) throws(StoreError)
+    /// The prepared volumes (`dmsnap prepare`), by name.
+    func volumes() throws(StoreError) -> [PreparedVolume]
+    func saveVolume(_ volume: PreparedVolume) throws(StoreError)
+    func deleteVolume(_ name: DeviceName) throws(StoreError)
     /// What the running monitor last reported (nil when none did).
     func monitorReport() -> MonitorReport?
     func saveMonitorReport(_ report: MonitorReport?) throws(StoreError)

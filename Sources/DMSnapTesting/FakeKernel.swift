@@ -319,6 +319,23 @@ public final class FakeKernel: KernelControl {
         return FakeGuard(self)
     }
 
+    /// What identifies each block device (by path), as libblkid and sysfs would say.
+    public var identitiesByPath: [String: [VolumeIdentity]] = [:]
+
+    public func identities(of path: String) -> [VolumeIdentity] { identitiesByPath[path] ?? [] }
+
+    public func blockDevices(with identity: VolumeIdentity) -> [String] {
+        identitiesByPath.filter { $0.value.contains(identity) && blocks[$0.key] != nil }.map(\.key).sorted()
+    }
+
+    /// `hold`/`release` of udev waits, each with the number of kernel calls made before it.
+    public internal(set) var udevHolds: [(event: String, calls: Int)] = []
+
+    public func holdUdevWaits(_ hold: Bool) {
+        // a release without a hold is a no-op, as in the real kernel
+        if hold || udevHolds.last?.event == "hold" { udevHolds.append((hold ? "hold" : "release", trace.count)) }
+    }
+
     public func holders(of number: DeviceNumber) -> [DeviceNumber] {
         devices.values.filter { d in d.live.map(references)?.contains(number) == true }.map(\.number).sorted()
     }
@@ -522,8 +539,15 @@ public final class FakeKernel: KernelControl {
 
     public func isEmptyDirectory(_ path: String) -> Bool? { directories[path] }
 
+    /// How long each sync of a filesystem takes, in turn (a busy one: long, then shorter).
+    public var syncDurations: [String: [Duration]] = [:]
+
     public func syncFilesystem(_ mountPoint: String) throws(KernelError) {
         try record("syncfs \(mountPoint)", device: mountPoint, call: "syncfs")
+        if var d = syncDurations[mountPoint], !d.isEmpty {
+            Glibc.usleep(UInt32(d.removeFirst().seconds * 1_000_000))
+            syncDurations[mountPoint] = d
+        }
     }
 
     public func freeze(_ mountPoint: String) throws(KernelError) {

@@ -110,6 +110,9 @@ public final class FaultInjector: KernelControl {
     }
     public func isClaimed(_ path: String) throws(KernelError) -> Bool { try inner.isClaimed(path) }
     public func holders(of number: DeviceNumber) -> [DeviceNumber] { inner.holders(of: number) }
+    public func identities(of path: String) -> [VolumeIdentity] { inner.identities(of: path) }
+    public func blockDevices(with identity: VolumeIdentity) -> [String] { inner.blockDevices(with: identity) }
+    public func holdUdevWaits(_ hold: Bool) { inner.holdUdevWaits(hold) }
     public func probeSignature(_ path: String) throws(KernelError) -> String? { try inner.probeSignature(path) }
     public func readHeader(_ path: String, bytes: Int) throws(KernelError) -> [UInt8] {
         try inner.readHeader(path, bytes: bytes)

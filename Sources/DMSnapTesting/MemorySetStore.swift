@@ -29,6 +29,10 @@ public final class MemorySetStore: SetStore {
         unreadable[set.name] = nil
         sets[set.name] = set
     }
+    public var volumeRecords: [DeviceName: PreparedVolume] = [:]
+    public func volumes() throws(StoreError) -> [PreparedVolume] { volumeRecords.values.sorted { $0.name.value < $1.name.value } }
+    public func saveVolume(_ volume: PreparedVolume) throws(StoreError) { volumeRecords[volume.name] = volume }
+    public func deleteVolume(_ name: DeviceName) throws(StoreError) { volumeRecords[name] = nil }
     public var report: MonitorReport?
     public func monitorReport() -> MonitorReport? { report }
     public func saveMonitorReport(_ report: MonitorReport?) throws(StoreError) { self.report = report }

@@ -4,14 +4,19 @@ import DMSnap
 struct Activate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "After a reboot, rebuild a set on its re-created devices from the persistent COWs.",
+        usage: """
+            dmsnap activate <set> [--force] [--json] [--wait-lock <seconds>]
+            dmsnap activate --all [--json] [--wait-lock <seconds>] [--no-syslog]
+            """,
         discussion: """
             Recreate each live device with its original table first (your usual tools), and do not \
             mount it. dmsnap checks that each device's content is still what it was at take time, \
             then puts the snapshot back on top: the device shows every change again, and merge or \
             discard work as before. An interrupted merge continues. With --all (what \
-            dmsnap-activate.service runs at boot), every inactive set whose devices exist is \
-            activated; the others are listed with the reason, and one failure does not stop the \
-            rest (exit 1 if any failed).
+            dmsnap-activate.service runs at boot), the prepared volumes (dmsnap prepare) are \
+            re-created first, then every inactive set whose devices exist is activated; the others \
+            are listed with the reason, and one failure does not stop the rest (exit 1 if any \
+            failed).
             """
     )
 
@@ -40,13 +45,20 @@ struct Activate: ParsableCommand {
     }
 
     func activateAll(_ manager: SnapshotManager) throws {
+        let volumes = try cli { () throws(DMSnapError) in try manager.restoreVolumes() }
         let outcomes = try cli { () throws(DMSnapError) in try manager.activateAll() }
         if json {
-            struct Result: Encodable { var sets: [BootActivation] }
-            try Output.json(Result(sets: outcomes))
-        } else if outcomes.isEmpty {
-            print("No snapshot sets.")
+            struct Result: Encodable { var volumes: [VolumeRestore]; var sets: [BootActivation] }
+            try Output.json(Result(volumes: volumes, sets: outcomes))
         } else {
+            for v in volumes {
+                switch v.outcome {
+                case .created: print("Re-created prepared volume \(v.volume) on \(v.device ?? "?").")
+                case .present: break
+                case .failed: Output.error("prepared volume \(v.volume): \(v.detail ?? "failed")")
+                }
+            }
+            if outcomes.isEmpty { print("No snapshot sets.") }
             for o in outcomes {
                 switch o.outcome {
                 case .activated: print("Activated set \(o.set).")
@@ -55,6 +67,8 @@ struct Activate: ParsableCommand {
                 }
             }
         }
-        if outcomes.contains(where: { $0.outcome == .failed }) { throw ExitCode.failure }
+        if outcomes.contains(where: { $0.outcome == .failed }) || volumes.contains(where: { $0.outcome == .failed }) {
+            throw ExitCode.failure
+        }
     }
 }

@@ -18,7 +18,7 @@ public struct DMSnapCommand: ParsableCommand {
         discussion: ExitStatus.helpText,
         version: DMSnapVersion.string,
         subcommands: [Take.self, Status.self, Merge.self, Discard.self, Recover.self, Activate.self, Forget.self, Changes.self, Export.self, Mount.self, Umount.self, Devices.self,
-                      Extend.self, Monitor.self, Run.self]
+                      Extend.self, Monitor.self, Run.self, Prepare.self, Unprepare.self]
     )
 
     public init() {}

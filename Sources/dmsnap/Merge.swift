@@ -4,6 +4,10 @@ import DMSnap
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Merge every change back into the live devices, online, and end the set.",
+        usage: """
+            dmsnap merge <set> [--no-wait] [--json]
+                   [--wait-lock <seconds>] [--no-syslog]
+            """,
         discussion: "Run again after --no-wait (or an interruption) to wait for the merge and finish it."
     )
 

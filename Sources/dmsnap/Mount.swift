@@ -41,6 +41,10 @@ struct Mount: ParsableCommand {
 struct Umount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unmount frozen images 'dmsnap mount' mounted.",
+        usage: """
+            dmsnap umount <set> [<target>] [--json]
+                   [--wait-lock <seconds>] [--no-syslog]
+            """,
         discussion: "All of the set's, or the one a device or a mount point names."
     )
 

@@ -21,6 +21,9 @@ final class FailingStore: SetStore {
     func delete(_ name: SetName) throws(StoreError) { throw StoreError(path: location, kind) }
     func monitorReport() -> MonitorReport? { nil }
     func saveMonitorReport(_ report: MonitorReport?) throws(StoreError) { throw StoreError(path: location, kind) }
+    func volumes() throws(StoreError) -> [PreparedVolume] { throw StoreError(path: location, kind) }
+    func saveVolume(_ volume: PreparedVolume) throws(StoreError) { throw StoreError(path: location, kind) }
+    func deleteVolume(_ name: DeviceName) throws(StoreError) { throw StoreError(path: location, kind) }
 }
 
 /// A logger that collects warnings.

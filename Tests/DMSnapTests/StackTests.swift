@@ -55,3 +55,51 @@ struct StackTests {
         _ = try fx.manager.take(fx.request(force: true))
     }
 }
+
+/// udev (issue 14): nothing inside the freeze window waits for udev; every wait happens once the
+/// filesystems are thawed, also after a failure in the window.
+@Suite("udev waits stay out of the freeze window")
+struct UdevWaitTests {
+    @Test func resumesInTheWindowAreWaitedForAfterTheLastThaw() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        _ = try fx.manager.take(fx.request())
+        let holds = fx.dm.udevHolds
+        #expect(holds.map(\.event) == ["hold", "release"], "\(holds)")
+        let before = Array(fx.dm.trace[..<holds[0].calls])
+        let inside = Array(fx.dm.trace[holds[0].calls..<holds[1].calls])
+        #expect(!before.contains { $0.hasPrefix("freeze") || $0.hasPrefix("suspend") })
+        #expect(inside.filter { $0.hasPrefix("resume") }.count == 2)
+        #expect(inside.last { !Fx.isRead($0) }?.hasPrefix("thaw") == true, "\(inside)")
+    }
+
+    @Test func aFailureInTheWindowReleasesTheHeldWaits() {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        fx.dm.failWhen = { $0.hasPrefix("suspend \(Fx.live(1))") }
+        guard case .failure(.failed) = attempt({ () throws(DMSnapError) in try fx.manager.take(fx.request()) }) else {
+            Issue.record("did not fail")
+            return
+        }
+        #expect(fx.dm.udevHolds.map(\.event) == ["hold", "release"])
+        fx.expectSafe()
+    }
+}
+
+/// A busy filesystem (issue 14): the sync before the window is repeated while it takes long, so
+/// the freeze has little left to write inside the window.
+@Suite("Syncing a busy filesystem before the window")
+struct BusySyncTests {
+    @Test func aSlowSyncIsRepeatedUntilAQuickOne() throws {
+        let fx = SnapFixture(devices: 2, mounted: [0, 1])
+        fx.dm.syncDurations[Fx.mountPoint(0)] = [.milliseconds(60), .milliseconds(40), .zero]
+        _ = try fx.manager.take(fx.request())
+        let syncs = fx.dm.trace.filter { $0.hasPrefix("syncfs") }
+        #expect(syncs == Array(repeating: "syncfs \(Fx.mountPoint(0))", count: 3) + ["syncfs \(Fx.mountPoint(1))"], "\(syncs)")
+    }
+
+    @Test func aSyncThatStaysSlowIsTriedFourTimesAtMost() throws {
+        let fx = SnapFixture(devices: 1, mounted: [0])
+        fx.dm.syncDurations[Fx.mountPoint(0)] = Array(repeating: .milliseconds(25), count: 8)
+        _ = try fx.manager.take(fx.request())
+        #expect(fx.dm.trace.filter { $0.hasPrefix("syncfs") }.count == 4)
+    }
+}

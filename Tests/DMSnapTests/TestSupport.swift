@@ -76,6 +76,8 @@ func fxVerb(_ action: Action) -> String {
     case .detachLoop: "detachloop"
     case .restoreMount: "mount"
     case .stopUnit, .startUnit: "systemctl"
+    case .saveVolume: "save"
+    case .deleteVolume: "delete"
     }
 }
 

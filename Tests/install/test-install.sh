@@ -64,7 +64,8 @@ package_contents() {
     local f bad=0 cmd
     for f in /usr/sbin/dmsnap /usr/share/man/man8/dmsnap.8.gz /usr/share/bash-completion/completions/dmsnap \
         /usr/share/zsh/vendor-completions/_dmsnap /usr/share/fish/vendor_completions.d/dmsnap.fish \
-        /lib/systemd/system/dmsnap-activate.service /lib/systemd/system/dmsnap-monitor.service /etc/default/dmsnap /usr/share/doc/dmsnap/copyright /var/lib/dmsnap/; do
+        /lib/systemd/system/dmsnap-activate.service /lib/systemd/system/dmsnap-monitor.service /etc/default/dmsnap /usr/share/doc/dmsnap/copyright /var/lib/dmsnap/ \
+        /lib/udev/rules.d/63-dmsnap-volume.rules; do
         grep -qx -- "$f" "$work/files" || { echo "missing $f"; bad=1; }
     done
     for cmd in $(subcommands); do

@@ -168,3 +168,38 @@ dm_snapshot_of_all() {
         dmsetup table "$n" 2>&1 | sed "s/^/table $n: /"
     done
 }
+
+# udev_start: systemd-udevd in this test kernel (KERNEL.md) with dmsnap's own rule (from
+# /run/udev/rules.d: the host's /etc is not the test's to change), events of the devices there so
+# far replayed, and libdevmapper told to synchronise with it (DM_DISABLE_UDEV unset). Sets
+# UDEV_STARTED=1 when it started one (0: one was running).
+udev_start() {
+    UDEV_STARTED=0
+    if [[ ! -e /run/udev/control ]]; then
+        mkdir -p /run/udev/rules.d
+        cp "$T_REPO/dist/udev/63-dmsnap-volume.rules" /run/udev/rules.d/
+        /lib/systemd/systemd-udevd --daemon --resolve-names=never >/dev/null 2>&1 || return 1
+        udevadm trigger --type=subsystems --action=add >/dev/null 2>&1
+        udevadm trigger --type=devices --action=add >/dev/null 2>&1
+        udevadm settle --timeout=60 || return 1
+        UDEV_STARTED=1
+    fi
+    unset DM_DISABLE_UDEV
+}
+
+# udev_stop: ends the systemd-udevd udev_start started (if it did) and turns libdevmapper's
+# udev synchronisation off again.
+udev_stop() {
+    if [[ ${UDEV_STARTED:-0} == 1 ]]; then
+        udevadm settle --timeout=60 || true
+        udevadm control --exit || true
+        rm -f /run/udev/control
+        UDEV_STARTED=0
+        export DM_DISABLE_UDEV=1
+    fi
+}
+
+# udev_cookies: the udev cookies (semaphores) libdevmapper left, one per line (none: empty).
+udev_cookies() {
+    dmsetup udevcookies 2>/dev/null | awk 'NR > 1 && NF'
+}

@@ -8,6 +8,12 @@ FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
 A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e F=rbt-f
 fail() { echo "FAIL $*"; exit 1; }
+# udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs in both boots; no udev cookie may be left
+if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+    # shellcheck source=Tests/kernel/lib.sh
+    source Tests/kernel/lib.sh
+    udev_start || fail "udev mode: systemd-udevd did not start"
+fi
 
 if [[ $phase == one ]]; then
     # s1..s5 on a..e; s3's COW is too small: it overflows before the reboot (invalid); s4 is
@@ -52,8 +58,48 @@ if [[ $phase == one ]]; then
     for x in c:s3 d:s4 e:s5 f:s6; do
         python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/${x#*:}.json" >"$dir/table-${x%%:*}"
     done
-    # (not the loop dmsnap attached to the COW file: that one is dmsnap's to attach again)
-    losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" 'index($2, d) != 1' >"$dir/loops"
+    # s7: a plain loop device made snapshot-ready (dmsnap prepare), its filesystem mounted (by
+    # UUID in udev mode: the wrapper's), taken, written
+    truncate -s 64M "$dir/vol.img"
+    vloop=$(losetup -f --show "$dir/vol.img")
+    mkfs.ext4 -q "$vloop"
+    blkid -o value -s UUID "$vloop" >"$dir/vol-uuid"
+    "$DMSNAP" prepare "$vloop" --name rbt-vol
+    mkdir -p "$dir/mv"
+    if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+        udevadm settle --timeout=60
+        mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
+        [[ $(readlink -f "$(findmnt -n -o SOURCE "$dir/mv")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
+            fail "prepare: UUID= mounted $(findmnt -n -o SOURCE "$dir/mv"), not the wrapper"
+    else
+        # without udev's links libblkid picks the device under the wrapper for UUID=
+        mount /dev/mapper/rbt-vol "$dir/mv"
+    fi
+    head -c 1M /dev/urandom >"$dir/mv/before"
+    sync
+    "$DMSNAP" take s7 "rbt-vol=$("$FX" cow rbt-cvol 32M)"
+    head -c 2M /dev/urandom >"$dir/mv/after"
+    sync
+    "$FX" checksum "$dir/mv" >"$dir/expected-v"
+    # s8: a LUKS2 container (cryptsetup's default keyring mode) on a dm linear device, taken
+    # through the layer below it
+    "$FX" create rbt-lk 64M >/dev/null
+    printf '%s' dmsnap-test-only | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+        --key-file=- /dev/mapper/rbt-lk
+    printf '%s' dmsnap-test-only | cryptsetup open --key-file=- /dev/mapper/rbt-lk rbt-lkc
+    mkfs.ext4 -q /dev/mapper/rbt-lkc
+    mkdir -p "$dir/mk"
+    mount /dev/mapper/rbt-lkc "$dir/mk"
+    head -c 1M /dev/urandom >"$dir/mk/before"
+    sync
+    "$DMSNAP" take s8 "rbt-lkc=$("$FX" cow rbt-clk 32M)"
+    head -c 2M /dev/urandom >"$dir/mk/after"
+    sync
+    "$FX" checksum "$dir/mk" >"$dir/expected-k"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s8.json" >"$dir/table-lk"
+    # (not the loop dmsnap attached to the COW file: that one is dmsnap's to attach again; not the
+    # prepared volume's, which comes back as another loop device)
+    losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" -v v="$dir/vol.img" 'index($2, d) != 1 && $2 != v' >"$dir/loops"
     sync
     echo "boot one: took s1 and s2, wrote, halting without cleanup"
     exit 0
@@ -70,7 +116,15 @@ dmsetup create $E --table "$(cat "$dir/table-e")"
 dmsetup create rbt-cf --table "$(cat "$dir/table-cf")"
 mount /dev/mapper/rbt-cf "$dir/cf"
 dmsetup create $F --table "$(cat "$dir/table-f")"
-cleanup() { "$FX" sweep rbt- >/dev/null 2>&1 || true; }
+dmsetup create rbt-lk --table "$(cat "$dir/table-lk")"
+# the prepared volume's device comes back under another name (a spare loop takes its number)
+truncate -s 1M "$dir/spare.img"
+spare=$(losetup -f --show "$dir/spare.img")
+vloop=$(losetup -f --show "$dir/vol.img")
+cleanup() {
+    "$FX" sweep rbt- >/dev/null 2>&1 || true
+    losetup -d "$spare" "$vloop" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 # the stale-base guard: B is mounted and written directly after the reboot
@@ -153,11 +207,13 @@ out=$("$DMSNAP" activate --all 2>&1) && fail "activate_all: exit 0 although s2 c
 rc=$?
 [[ $rc == 1 && $out == *"Activated set s5."* && $out == *"set s2: "*"content changed since take"* ]] ||
     fail "activate_all: exit $rc: $out"
+[[ $out == *"Re-created prepared volume rbt-vol on $vloop."* && $out == *"Activated set s7."* && $out == *"Activated set s8."* ]] ||
+    fail "reboot_prepared_volume: activate --all did not bring the volume and s7 back: $out"
 [[ $("$DMSNAP" status s5 -o state --noheadings | tr -d ' ') == active ]] || fail "activate_all: s5 not active"
 [[ $("$DMSNAP" status s2 -o state --noheadings | tr -d ' ') == inactive ]] || fail "activate_all: s2 changed"
 out=$("$DMSNAP" activate --all --json) && fail "activate_all: --json: exit 0 although s2 still fails"
 outcomes() { python3 -c 'import json,sys; print(" ".join(x["set"] + ":" + x["outcome"] for x in json.load(sys.stdin)["sets"]))'; }
-[[ $(outcomes <<<"$out") == "s2:failed s5:skipped" &&
+[[ $(outcomes <<<"$out") == "s2:failed s5:skipped s7:skipped s8:skipped" &&
     $(json_field '["sets"][1]["detail"]' <<<"$out") == "already active" ]] ||
     fail "activate_all: --json: $out"
 "$DMSNAP" merge s5 || fail "activate_all: merge failed"
@@ -167,3 +223,47 @@ mount "/dev/mapper/$E" "$dir/me"
 umount "$dir/me"
 echo "PASS activate_all"
 
+# the prepared volume: found by its UUID on another loop device, its set back with every change
+# (the set is active: the wrapper's own table is in its base now)
+[[ $(dmsetup table rbt-vol-dmsnap-base) == "0 131072 linear $(lsblk -dno MAJ:MIN "$vloop" | tr -d ' ') 0" ]] ||
+    fail "reboot_prepared_volume: the wrapper is not on $vloop: $(dmsetup table rbt-vol-dmsnap-base)"
+if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+    udevadm settle --timeout=60
+    [[ $(readlink -f "/dev/disk/by-uuid/$(cat "$dir/vol-uuid")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
+        fail "reboot_prepared_volume: by-uuid points at $(readlink -f "/dev/disk/by-uuid/$(cat "$dir/vol-uuid")")"
+    mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
+else
+    # without udev's links libblkid cannot tell the wrapper from the device under it
+    mount /dev/mapper/rbt-vol "$dir/mv"
+fi
+[[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after activate differs"
+"$DMSNAP" merge s7 || fail "reboot_prepared_volume: merge failed"
+umount "$dir/mv"
+mount /dev/mapper/rbt-vol "$dir/mv"
+[[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after merge differs"
+umount "$dir/mv"
+"$DMSNAP" unprepare rbt-vol || fail "reboot_prepared_volume: unprepare failed"
+echo "PASS reboot_prepared_volume"
+
+# the LUKS set: activated on the layer below, the container opened on it shows every change
+mkdir -p "$dir/mk"
+printf '%s' dmsnap-test-only | cryptsetup open --key-file=- /dev/mapper/rbt-lk rbt-lkc || fail "reboot_luks_activate: cannot open the container"
+mount /dev/mapper/rbt-lkc "$dir/mk"
+[[ $("$FX" checksum "$dir/mk") == "$(cat "$dir/expected-k")" ]] || fail "reboot_luks_activate: content after activate differs"
+"$DMSNAP" merge s8 || fail "reboot_luks_activate: merge failed"
+umount "$dir/mk"
+cryptsetup close rbt-lkc
+printf '%s' dmsnap-test-only | cryptsetup open --key-file=- /dev/mapper/rbt-lk rbt-lkc
+mount /dev/mapper/rbt-lkc "$dir/mk"
+[[ $("$FX" checksum "$dir/mk") == "$(cat "$dir/expected-k")" ]] || fail "reboot_luks_activate: content after merge differs"
+umount "$dir/mk"
+key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- /dev/mapper/rbt-lk |
+    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
+cryptsetup close rbt-lkc
+((${#key} >= 64)) || fail "reboot_luks_activate: could not read the volume key for the check"
+[[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "reboot_luks_activate: the volume key is in the state directory"
+echo "PASS reboot_luks_activate"
+if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+    [[ -z $(udev_cookies) ]] || fail "udev mode: udev cookies left: $(udev_cookies)"
+    echo "PASS reboot_udev_no_cookie_left"
+fi

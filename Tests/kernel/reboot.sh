@@ -16,5 +16,5 @@ pass=$(grep -c '^PASS ' "$dir/boot2.txt")
 fail=$(grep -c '^FAIL ' "$dir/boot1.txt" "$dir/boot2.txt" | awk -F: '{s += $2} END {print s + 0}')
 if ((rc1 != 0 || rc2 != 0)) && ((fail == 0)); then fail=1; fi
 ((pass + fail > 0)) || fail=1
-echo "reboot: $pass passed, $fail failed"
+echo "reboot${DMSNAP_KERNEL_UDEV:+ (udev mode)}: $pass passed, $fail failed"
 ((fail == 0))

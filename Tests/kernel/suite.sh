@@ -12,6 +12,9 @@
 # no background process the test started may remain (else the test fails).
 # Prints PASS/FAIL per test (a failing test's output follows, indented) and,
 # last, "kernel: N passed, N failed"; exits 1 if a test failed or none ran.
+# DMSNAP_KERNEL_UDEV=1: udev mode, with systemd-udevd running and libdevmapper synchronising
+# with it; a test that leaves a udev cookie fails. DMSNAP_SUITE_EXCLUDE: a regex of tests (or
+# files) not to run.
 # Environment: DMSNAP_KT_DIR (scratch root, default /var/tmp/dmsnap-kt; each run
 # gets its own run-* directory there, `last` points to the newest, runs older
 # than a day are pruned), DMSNAP_TEST_TIMEOUT (seconds per test, default 600),
@@ -61,6 +64,15 @@ mapfile -t files < <(printf '%s\n' "$here"/t_*.sh | LC_ALL=C sort)
 
 # shellcheck source=Tests/kernel/lib.sh
 source "$here/lib.sh" || die "cannot source lib.sh"
+# udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs for the whole suite, libdevmapper
+# synchronises with it, and a test that leaves a udev cookie behind fails
+udev_mode=0
+if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+    command -v udevadm >/dev/null 2>&1 || die "udev mode: udevadm not installed (apt-get install udev)"
+    udev_start || die "udev mode: systemd-udevd did not start"
+    udev_mode=1
+    say "# udev mode: systemd-udevd $(udevadm --version) running"
+fi
 declare -A test_file=()
 declare -a tests=()
 def_re='^[[:space:]]*(function[[:space:]]+)?(test_[A-Za-z0-9_]+)[[:space:]]*(\(\))?[[:space:]]*(\{.*)?$'
@@ -156,6 +168,9 @@ for t in "${tests[@]}"; do
     if [[ -n $filter ]] && ! [[ $t =~ $filter || $stem =~ $filter ]]; then
         continue
     fi
+    if [[ -n ${DMSNAP_SUITE_EXCLUDE:-} ]] && [[ $t =~ $DMSNAP_SUITE_EXCLUDE || $stem =~ $DMSNAP_SUITE_EXCLUDE ]]; then
+        continue
+    fi
     # Several kernels may share the work: each test goes to the first that claims it.
     if [[ -n ${DMSNAP_SUITE_QUEUE:-} ]] && ! mkdir "$DMSNAP_SUITE_QUEUE/$t" 2>/dev/null; then
         continue
@@ -207,6 +222,10 @@ for t in "${tests[@]}"; do
         DMSNAP_FIXTURE_DIR=$fixdir "$loopdev" sweep "$t_prefix" 2>&1 || echo "sweep failed"
     } >>"$log_file" 2>&1
     left=$(leftovers "$t_prefix" "$t_dir")
+    if ((udev_mode)) && [[ -n $(udev_cookies) ]]; then
+        left="udev cookies left: $(udev_cookies | awk '{print $1}' | xargs)${left:+$'\n'}$left"
+        dmsetup udevcomplete_all -y >/dev/null 2>&1 || true
+    fi
     if [[ -n $stray ]]; then
         left="background processes left running (killed): ${stray//$'\n'/; }${left:+$'\n'}$left"
     fi
@@ -238,6 +257,7 @@ for t in "${tests[@]}"; do
     fi
 done
 rm -f "$run_dir/pre-sweep.log"
+((udev_mode)) && udev_stop
 
 if ((passed + failed == 0)) && [[ -n ${DMSNAP_SUITE_QUEUE:-} ]]; then
     say "kernel: 0 passed, 0 failed (the other kernels took every test)"

@@ -214,3 +214,43 @@ test_stack_striped_and_multi_segment_origins() {
     assert_eq "$(sha256sum <"$m1/f") $(sha256sum <"$m2/f")" "$s1 $s2" "after merge, remounted"
     umount "$m1" "$m2"
 }
+
+# LVM on a LUKS container on a dm linear device (the installer's "encrypted LVM"): naming the
+# container takes the layer below it, and the filesystem on the LV two layers up is frozen.
+test_stack_lvm_on_luks_is_taken_below_the_container() {
+    PV=${T_PREFIX}cr VG=${T_PREFIX//[-_]/}vg
+    local low=${T_PREFIX}low vg=$VG m=$T_DIR/lv cow s0 s1
+    trap 'umount "$T_DIR/lv" 2>/dev/null || true; lvmx vgchange -q -an "$VG" >/dev/null 2>&1 || true; cryptsetup close "$PV" 2>/dev/null || true' EXIT
+    fx create "$low" 128M >/dev/null
+    cow=$(fx cow "${T_PREFIX}c1" 32M)
+    luks_open "$low" "$PV" format
+    lvmx pvcreate -q -y "/dev/mapper/$PV" >/dev/null
+    lvmx vgcreate -q -y "$vg" "/dev/mapper/$PV" >/dev/null
+    lvmx lvcreate -q -y -Wn -L 64M -n root "$vg" >/dev/null
+    mkfs.ext4 -q "/dev/mapper/$vg-root"
+    mkdir -p "$m"
+    mount "/dev/mapper/$vg-root" "$m"
+    head -c 1M /dev/urandom >"$m/f"
+    sync
+    s0=$(sha256sum <"$m/f")
+    start_writer "$m"
+    assert_exit 0 "take of the container" -- env DMSNAP_TRACE=1 "$DMSNAP" take s1 "$PV=$cow"
+    assert_contains "$T_OUT" "$PV is a dm-crypt device: snapshotted $low, the layer below it"
+    assert_contains "$T_OUT" "freeze $m"
+    head -c 1M /dev/urandom >"$m/f"
+    assert_exit 0 "merge, mounted" -- "$DMSNAP" merge s1
+    stop_writer "$WRITER_PID"
+    s1=$(sha256sum <"$m/f")
+    [[ $s1 != "$s0" ]] || fail "the test wrote nothing"
+    umount "$m"
+    lvmx vgchange -q -an "$vg" >/dev/null
+    cryptsetup close "$PV"
+    luks_open "$low" "$PV"
+    lvmx vgchange -q -ay "$vg" >/dev/null
+    mount "/dev/mapper/$vg-root" "$m"
+    assert_eq "$(sha256sum <"$m/f")" "$s1" "after merge, the container closed and opened again"
+    umount "$m"
+    lvmx vgchange -q -an "$vg" >/dev/null
+    cryptsetup close "$PV"
+    trap - EXIT
+}
