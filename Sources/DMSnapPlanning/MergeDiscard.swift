@@ -162,7 +162,13 @@ extension Planner {
                 throw PlanError(m.device.value, "is mounted on \(mp); unmount it before discarding")
             }
             if let open = view.devices[m.device]?.info.openCount, open > 0 {
-                throw PlanError(m.device.value, "is open (\(open) users); close it before discarding")
+                // name what sits on it (LVs, a LUKS container) and where those are mounted
+                let above = view.stacked(above: m.number).map { n -> String in
+                    let name = view.device(numbered: n)?.0.value ?? n.description
+                    return view.mountPoints(of: n).first.map { "\(name) (mounted on \($0))" } ?? name
+                }
+                let who = above.isEmpty ? "\(open) users" : "\(above.joined(separator: ", ")) on it"
+                throw PlanError(m.device.value, "is open (\(who)); close \(above.isEmpty ? "it" : "them") before discarding")
             }
         }
         return restorePlan(set, view: view, merge: false)

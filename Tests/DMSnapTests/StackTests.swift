@@ -45,6 +45,13 @@ struct StackTests {
         #expect(freezes.allSatisfy { $0 < suspend } && thaws.allSatisfy { $0 > suspend })
     }
 
+    @Test func discard_names_what_is_stacked_on_a_member_and_open() throws {
+        let fx = Self.fixture(above: ["vg-a", "vg-b"], mounted: ["vg-a"])
+        _ = try fx.manager.take(fx.request(force: true))
+        let e = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }.refusal
+        #expect(e?.description == "\(Fx.live(0)): is open (vg-a (mounted on /srv/vg-a), vg-b on it); close them before discarding")
+    }
+
     @Test func a_stacked_device_open_without_a_filesystem_is_refused_unless_forced() throws {
         let fx = Self.fixture(above: ["vg-a", "vg-swap"], mounted: ["vg-a"])
         fx.dm.openDevice(mkName("vg-swap"))

@@ -8,6 +8,11 @@ FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
 A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e F=rbt-f
 fail() { echo "FAIL $*"; exit 1; }
+# LVM on the one PV device of s9 only, without udev
+lvmr() {
+    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] }" "${@:2}"
+}
+member_table() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][int(sys.argv[2])]['originalTable'])" "$@"; }
 # udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs in both boots; no udev cookie may be left
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
     # shellcheck source=Tests/kernel/lib.sh
@@ -96,7 +101,46 @@ if [[ $phase == one ]]; then
     head -c 2M /dev/urandom >"$dir/mk/after"
     sync
     "$FX" checksum "$dir/mk" >"$dir/expected-k"
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s8.json" >"$dir/table-lk"
+    member_table "$dir/state/s8.json" 0 >"$dir/table-lk"
+    # s9 (not in udev mode: lvm2's udev rules would activate the VG by themselves at boot): LVM on
+    # a linear PV device, taken below LVM, the LV's filesystem frozen with it
+    if [[ ${DMSNAP_KERNEL_UDEV:-} != 1 ]]; then
+        "$FX" create rbt-pv 128M >/dev/null
+        lvmr pvcreate -q -y /dev/mapper/rbt-pv >/dev/null
+        lvmr vgcreate -q -y rbtvg /dev/mapper/rbt-pv >/dev/null
+        lvmr lvcreate -q -y -Wn -L 32M -n a rbtvg >/dev/null
+        mkfs.ext4 -q /dev/mapper/rbtvg-a
+        mkdir -p "$dir/ml"
+        mount /dev/mapper/rbtvg-a "$dir/ml"
+        head -c 1M /dev/urandom >"$dir/ml/before"
+        sync
+        "$DMSNAP" take s9 "rbt-pv=$("$FX" cow rbt-cpv 32M)"
+        head -c 2M /dev/urandom >"$dir/ml/after"
+        sync
+        "$FX" checksum "$dir/ml" >"$dir/expected-l"
+        member_table "$dir/state/s9.json" 0 >"$dir/table-pv"
+    fi
+    # s10: a striped device and a two-segment one in one set
+    l1=$("$FX" cow rbt-l1 32M)
+    l2=$("$FX" cow rbt-l2 32M)
+    l3=$("$FX" cow rbt-l3 16M)
+    l4=$("$FX" cow rbt-l4 16M)
+    dmsetup create rbt-str --table "0 131072 striped 2 128 $l1 0 $l2 0"
+    dmsetup create rbt-seg --table "0 32768 linear $l3 0
+32768 32768 linear $l4 0"
+    for x in str seg; do
+        mkfs.ext4 -q "/dev/mapper/rbt-$x"
+        mkdir -p "$dir/m$x"
+        mount "/dev/mapper/rbt-$x" "$dir/m$x"
+        head -c 1M /dev/urandom >"$dir/m$x/before"
+    done
+    sync
+    "$DMSNAP" take s10 "rbt-str=$("$FX" cow rbt-cstr 32M)" "rbt-seg=$("$FX" cow rbt-cseg 32M)"
+    for x in str seg; do head -c 2M /dev/urandom >"$dir/m$x/after"; done
+    sync
+    for x in str seg; do "$FX" checksum "$dir/m$x" >"$dir/expected-$x"; done
+    member_table "$dir/state/s10.json" 0 >"$dir/table-str"
+    member_table "$dir/state/s10.json" 1 >"$dir/table-seg"
     # (not the loop dmsnap attached to the COW file: that one is dmsnap's to attach again; not the
     # prepared volume's, which comes back as another loop device)
     losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" -v v="$dir/vol.img" 'index($2, d) != 1 && $2 != v' >"$dir/loops"
@@ -117,11 +161,15 @@ dmsetup create rbt-cf --table "$(cat "$dir/table-cf")"
 mount /dev/mapper/rbt-cf "$dir/cf"
 dmsetup create $F --table "$(cat "$dir/table-f")"
 dmsetup create rbt-lk --table "$(cat "$dir/table-lk")"
+[[ ! -f $dir/table-pv ]] || dmsetup create rbt-pv --table "$(cat "$dir/table-pv")"
+dmsetup create rbt-str --table "$(cat "$dir/table-str")"
+dmsetup create rbt-seg --table "$(cat "$dir/table-seg")"
 # the prepared volume's device comes back under another name (a spare loop takes its number)
 truncate -s 1M "$dir/spare.img"
 spare=$(losetup -f --show "$dir/spare.img")
 vloop=$(losetup -f --show "$dir/vol.img")
 cleanup() {
+    [[ ! -f $dir/table-pv ]] || lvmr vgchange -q -an rbtvg >/dev/null 2>&1 || true
     "$FX" sweep rbt- >/dev/null 2>&1 || true
     losetup -d "$spare" "$vloop" 2>/dev/null || true
 }
@@ -207,14 +255,18 @@ out=$("$DMSNAP" activate --all 2>&1) && fail "activate_all: exit 0 although s2 c
 rc=$?
 [[ $rc == 1 && $out == *"Activated set s5."* && $out == *"set s2: "*"content changed since take"* ]] ||
     fail "activate_all: exit $rc: $out"
+[[ $out == *"Activated set s10."* && ( ! -f $dir/table-pv || $out == *"Activated set s9."* ) ]] ||
+    fail "activate_all: the striped set (or the LVM one) did not come back: $out"
 [[ $out == *"Re-created prepared volume rbt-vol on $vloop."* && $out == *"Activated set s7."* && $out == *"Activated set s8."* ]] ||
     fail "reboot_prepared_volume: activate --all did not bring the volume and s7 back: $out"
 [[ $("$DMSNAP" status s5 -o state --noheadings | tr -d ' ') == active ]] || fail "activate_all: s5 not active"
 [[ $("$DMSNAP" status s2 -o state --noheadings | tr -d ' ') == inactive ]] || fail "activate_all: s2 changed"
 out=$("$DMSNAP" activate --all --json) && fail "activate_all: --json: exit 0 although s2 still fails"
 outcomes() { python3 -c 'import json,sys; print(" ".join(x["set"] + ":" + x["outcome"] for x in json.load(sys.stdin)["sets"]))'; }
-[[ $(outcomes <<<"$out") == "s2:failed s5:skipped s7:skipped s8:skipped" &&
-    $(json_field '["sets"][1]["detail"]' <<<"$out") == "already active" ]] ||
+expected="s10:skipped s2:failed s5:skipped s7:skipped s8:skipped"
+[[ ! -f $dir/table-pv ]] || expected+=" s9:skipped"
+[[ $(outcomes <<<"$out") == "$expected" &&
+    $(json_field '["sets"][2]["detail"]' <<<"$out") == "already active" ]] ||
     fail "activate_all: --json: $out"
 "$DMSNAP" merge s5 || fail "activate_all: merge failed"
 mkdir -p "$dir/me"
@@ -263,6 +315,40 @@ cryptsetup close rbt-lkc
 ((${#key} >= 64)) || fail "reboot_luks_activate: could not read the volume key for the check"
 [[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "reboot_luks_activate: the volume key is in the state directory"
 echo "PASS reboot_luks_activate"
+# the LVM set: the VG activated on the re-activated PV device shows every change; merged with
+# the LV mounted
+if [[ -f $dir/table-pv ]]; then
+    lvmr vgchange -q -ay rbtvg >/dev/null || fail "reboot_lvm_activate: vgchange -ay failed"
+    mkdir -p "$dir/ml"
+    mount /dev/mapper/rbtvg-a "$dir/ml"
+    [[ $("$FX" checksum "$dir/ml") == "$(cat "$dir/expected-l")" ]] || fail "reboot_lvm_activate: content after activate differs"
+    "$DMSNAP" merge s9 || fail "reboot_lvm_activate: merge failed"
+    umount "$dir/ml"
+    lvmr vgchange -q -an rbtvg >/dev/null
+    lvmr vgchange -q -ay rbtvg >/dev/null
+    mount /dev/mapper/rbtvg-a "$dir/ml"
+    [[ $("$FX" checksum "$dir/ml") == "$(cat "$dir/expected-l")" ]] || fail "reboot_lvm_activate: content after merge differs"
+    umount "$dir/ml"
+    lvmr vgchange -q -an rbtvg >/dev/null
+    echo "PASS reboot_lvm_activate"
+fi
+
+# the striped and two-segment set
+for x in str seg; do
+    mkdir -p "$dir/m$x"
+    mount "/dev/mapper/rbt-$x" "$dir/m$x"
+    [[ $("$FX" checksum "$dir/m$x") == "$(cat "$dir/expected-$x")" ]] || fail "reboot_striped_activate: rbt-$x after activate differs"
+done
+"$DMSNAP" merge s10 || fail "reboot_striped_activate: merge failed"
+for x in str seg; do
+    umount "$dir/m$x"
+    mount "/dev/mapper/rbt-$x" "$dir/m$x"
+    [[ $("$FX" checksum "$dir/m$x") == "$(cat "$dir/expected-$x")" ]] || fail "reboot_striped_activate: rbt-$x after merge differs"
+    umount "$dir/m$x"
+done
+[[ $(dmsetup table rbt-seg | wc -l) == 2 ]] || fail "reboot_striped_activate: rbt-seg lost a segment"
+echo "PASS reboot_striped_activate"
+
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
     [[ -z $(udev_cookies) ]] || fail "udev mode: udev cookies left: $(udev_cookies)"
     echo "PASS reboot_udev_no_cookie_left"

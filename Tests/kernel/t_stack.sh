@@ -73,6 +73,7 @@ test_stack_crypt_device_is_taken_through_the_layer_below() {
     head -c 1M /dev/urandom >"$m/f"
     umount "$m"
     assert_exit 3 "discard with the container open" -- "$DMSNAP" discard s2
+    assert_contains "$T_OUT" "$low: is open ($cr on it); close them before discarding"
     printf '%s\n' "$T_OUT" >>"$out"
     cryptsetup close "$cr"
     assert_exit 0 "discard" -- "$DMSNAP" discard s2
