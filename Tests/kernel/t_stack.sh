@@ -137,9 +137,17 @@ test_stack_pv_device_freezes_every_lv_filesystem() {
     exec {fd}<&-
     start_writer "$ma"
     assert_exit 0 "take of the PV's device" -- env DMSNAP_TRACE=1 "$DMSNAP" take s1 "$PV=$cow"
+    assert_contains "$T_OUT" "$PV holds an LVM physical volume: until the set ends, LVM sees the same PV on $PV-dmsnap-base too"
     assert_contains "$T_OUT" "freeze $ma"
     assert_contains "$T_OUT" "freeze $mb"
     assert_eq "$(dmsetup table "$PV" | awk '{print $3}')" snapshot "the PV's device runs the snapshot"
+    # LVM scanning the base too sees a duplicate PV; the global_filter line the warning gives hides it
+    local scan="activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/$PV|\", \"r|.*|\" ]"
+    assert_exit 0 "pvs seeing the base" -- lvm pvs --config "$scan }"
+    assert_contains "$T_OUT" "Not using device /dev/mapper/$PV-dmsnap-base"
+    assert_exit 0 "pvs with the global_filter" -- lvm pvs --config "$scan global_filter=[ \"r|^/dev/mapper/.*-dmsnap-base\$|\" ] }"
+    assert_not_contains "$T_OUT" "dmsnap-base"
+    assert_contains "$T_OUT" "/dev/mapper/$PV"
     assert_exit 0 "lvs while the set exists" -- lvmx lvs --noheadings -o lv_name "$vg"
     assert_eq "$(tr -s ' \n' ' ' <<<"$T_OUT" | xargs)" "a b raw" "LVM still sees its LVs"
     head -c 1M /dev/urandom >"$mb/f"
