@@ -198,7 +198,9 @@ public final class Executor {
             if index == lastFreeze { watchdog?.freezesDone() }
             if windowOpen, !holdsWindow() {
                 guardian?.windowCloses()
+                logger.trace("wait for udev (the window's events)")
                 kernel.holdUdevWaits(false)
+                logger.trace("done wait for udev")
                 windowOpen = false
             }
         }

@@ -39,6 +39,9 @@ test_udev_links_cookies_and_a_window_that_does_not_wait() {
         start_writer "$m"
         assert_exit 0 "take $k with udev" -- env DMSNAP_TRACE=1 "$DMSNAP" take s1 "$live=$cow"
         with+=("$(window_ms "$T_OUT")")
+        # the udev waits come after the last thaw
+        assert_eq "$(grep -E 'trace: \+[0-9.]+ ms (done thaw|wait for udev)' <<<"$T_OUT" | tail -1 | grep -c 'wait for udev')" 1 \
+            "take $k: udev waited for after the window"
         # the rule changes are done when take returns
         assert_eq "$(readlink -f "/dev/disk/by-uuid/$uuid")" "$(devnode "$live")" "by-uuid after take $k"
         base=$(devnode "$(basename "$(base_of "$live")")")
@@ -61,8 +64,9 @@ test_udev_links_cookies_and_a_window_that_does_not_wait() {
     mw=$(printf '%s\n' "${with[@]}" | sort -n | sed -n 3p)
     mo=$(printf '%s\n' "${without[@]}" | sort -n | sed -n 3p)
     echo "freeze→thaw window, median of 5: ${mw} ms with udev sync, ${mo} ms without (${with[*]} / ${without[*]})" >&2
-    # a udev round trip inside the window took 200-480 ms here (KERNEL.md): far above this bound
-    awk -v a="$mw" -v b="$mo" 'BEGIN { exit !(a <= 3 * b + 5) }' || fail "the window waits for udev: ${mw} ms vs ${mo} ms"
+    # a udev round trip inside the window took 200-480 ms here (KERNEL.md): far above this bound,
+    # which leaves room for udevd's own work competing for the CPU while kernels share the cores
+    awk -v a="$mw" -v b="$mo" 'BEGIN { exit !(a <= 3 * b + 100) }' || fail "the window waits for udev: ${mw} ms vs ${mo} ms"
     sum=$(fx checksum "$m")
     umount "$m"
     mount "/dev/mapper/$live" "$m"
