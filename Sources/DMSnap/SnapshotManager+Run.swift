@@ -127,9 +127,9 @@ extension SnapshotManager {
         do { try discard(name) } catch { discardError = error }
         // mounted and started again whether or not the discard worked
         var failures: [String] = []
-        for step in up.steps {
-            do { try executor.perform(step.action) } catch {
-                failures.append("\(step.action.description): \(error) (by hand: \(step.action.manualCommand(stateDirectory: store.location)))")
+        for action in up {
+            do { try executor.perform(action) } catch {
+                failures.append("\(action.description): \(error) (by hand: \(action.manualCommand(stateDirectory: store.location)))")
             }
         }
         if !failures.isEmpty {

@@ -11,33 +11,32 @@ import Musl
 /// deadline after which the whole group is killed.
 extension LinuxKernel: ProcessControl {
     public func run(_ argv: [String], environment: [String: String], timeout: Duration?) throws(KernelError) -> ProgramOutcome {
-        guard !argv.isEmpty else { throw KernelError(call: "run", device: "hook", errno: .invalidArgument) }
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgs + cEnv).forEach { free($0) } }
         let ms = timeout.map { Int32(clamping: $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? -1
-        var status: Int32 = 0
         var timedOut: Int32 = 0
-        let rc = cArgs.map { UnsafePointer($0) }.withUnsafeBufferPointer { a in
-            cEnv.map { UnsafePointer($0) }.withUnsafeBufferPointer { e in
-                cdm_run(a.baseAddress, e.baseAddress, ms, &status, &timedOut)
-            }
-        }
-        guard rc == 0 else { throw KernelError(call: "run", device: argv[0], errno: Errno(rawValue: errno)) }
+        let status = try spawn(argv, environment, what: "hook") { a, e, status in cdm_run(a, e, ms, status, &timedOut) }
         return Self.outcome(status, timedOut: timedOut != 0)
     }
 
     public func runCommand(_ argv: [String], environment: [String: String]) throws(KernelError) -> ProgramOutcome {
-        guard !argv.isEmpty else { throw KernelError(call: "run", device: "command", errno: .invalidArgument) }
+        let status = try spawn(argv, environment, what: "command") { a, e, status in cdm_run_foreground(a, e, status) }
+        return Self.outcome(status, timedOut: false)
+    }
+
+    /// Calls `body` with `argv` and the `NAME=VALUE` entries of `environment` as C arrays (each
+    /// ending in NULL) and a wait status to fill; returns that status, or the call's errno.
+    private func spawn(_ argv: [String], _ environment: [String: String], what: String,
+                       _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>) -> Int32)
+        throws(KernelError) -> Int32 {
+        guard !argv.isEmpty else { throw KernelError(call: "run", device: what, errno: .invalidArgument) }
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (cArgs + cEnv).forEach { free($0) } }
         var status: Int32 = 0
         let rc = cArgs.map { UnsafePointer($0) }.withUnsafeBufferPointer { a in
-            cEnv.map { UnsafePointer($0) }.withUnsafeBufferPointer { e in cdm_run_foreground(a.baseAddress, e.baseAddress, &status) }
+            cEnv.map { UnsafePointer($0) }.withUnsafeBufferPointer { e in body(a.baseAddress, e.baseAddress, &status) }
         }
         guard rc == 0 else { throw KernelError(call: "run", device: argv[0], errno: Errno(rawValue: errno)) }
-        return Self.outcome(status, timedOut: false)
+        return status
     }
 
     static func outcome(_ status: Int32, timedOut: Bool) -> ProgramOutcome {

@@ -15,8 +15,9 @@ extension Planner {
     /// For `run --remount`: `down` stops `units` and unmounts every mount of the set's devices
     /// (the last mounted first), undoing all of it when a step fails (a busy filesystem); `up`
     /// mounts them again as the mount table had them (from the live device by name; a bind
-    /// mount from its filesystem's mount point) and starts the units.
-    public static func remount(_ set: SnapshotSet, units: [String], view: KernelView) throws(PlanError) -> (down: Plan, up: Plan) {
+    /// mount from its filesystem's mount point) and starts the units — each tried on its own,
+    /// whatever the others do.
+    public static func remount(_ set: SnapshotSet, units: [String], view: KernelView) throws(PlanError) -> (down: Plan, up: [Action]) {
         var restores: [(entry: MountEntry, action: Action)] = []
         for entry in view.mounts {
             guard let m = set.members.first(where: { $0.number == entry.number }) else { continue }
@@ -31,8 +32,7 @@ extension Planner {
         }
         var down = units.map { Step(.stopUnit($0), undo: [.startUnit($0)]) }
         down += restores.reversed().map { Step(.unmount($0.entry.mountPoint), undo: [$0.action]) }
-        let up = restores.map { Step($0.action) } + units.map { Step(.startUnit($0)) }
-        return (Plan(steps: down), Plan(steps: up, commitIndex: -1))
+        return (Plan(steps: down), restores.map(\.action) + units.map { .startUnit($0) })
     }
 
     /// The member `n` is or is stacked on.
