@@ -15,6 +15,10 @@ public final class FaultInjector: KernelControl {
         case kill(Int)
         /// Sends the process this signal just before the N-th changing call (the call still runs).
         case signal(Int, Int32)
+        /// Sleeps this many milliseconds just before the N-th changing call (the call still runs),
+        /// or the N-th of the calls named `call` ("freeze": the N-th filesystem freeze): widens the
+        /// gap between two steps, as a slow device or a busy filesystem would.
+        case delay(Int, milliseconds: Int, call: String? = nil)
     }
 
     public let inner: any KernelControl
@@ -26,10 +30,20 @@ public final class FaultInjector: KernelControl {
         self.mode = mode
     }
 
-    /// Parses `fail:N`, `kill:N`, `int:N` (SIGINT) and `term:N` (SIGTERM).
+    public private(set) var callsByName: [String: Int] = [:]
+
+    /// Parses `fail:N`, `kill:N`, `int:N` (SIGINT), `term:N` (SIGTERM), `delay:N:MS` and
+    /// `delay:N:MS:CALL`.
     public static func mode(_ text: String) -> Mode? {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let n = Int(parts[1]), n > 0 else { return nil }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count >= 2, let n = Int(parts[1]), n > 0 else { return nil }
+        if parts[0] == "delay" {
+            guard parts.count == 3 || parts.count == 4, let ms = Int(parts[2]), (1...60_000).contains(ms) else { return nil }
+            guard parts.count == 4 else { return .delay(n, milliseconds: ms) }
+            guard !parts[3].isEmpty else { return nil }
+            return .delay(n, milliseconds: ms, call: String(parts[3]))
+        }
+        guard parts.count == 2 else { return nil }
         switch parts[0] {
         case "fail": return .fail(n)
         case "kill": return .kill(n)
@@ -41,6 +55,7 @@ public final class FaultInjector: KernelControl {
 
     private func changing(_ call: String, _ device: String) throws(KernelError) {
         changingCalls += 1
+        callsByName[call, default: 0] += 1
         switch mode {
         case let .fail(n) where n == changingCalls:
             throw KernelError(call: call, device: device, errno: .ioError, detail: "injected fault \(n)")
@@ -48,6 +63,8 @@ public final class FaultInjector: KernelControl {
             kill(getpid(), SIGKILL)
         case let .signal(n, sig) where n == changingCalls:
             kill(getpid(), sig)
+        case let .delay(n, ms, name) where n == (name.map { callsByName[$0] ?? 0 } ?? changingCalls) && (name ?? call) == call:
+            usleep(useconds_t(ms) * 1000)
         default: break
         }
     }

@@ -514,3 +514,46 @@ struct FakeKernelTests {
         #expect(params == ["16/65536 16"])
     }
 }
+
+@Suite("FaultInjector")
+struct FaultInjectorTests {
+    @Test func parsesEveryMode() {
+        #expect(FaultInjector.mode("fail:3") == .fail(3))
+        #expect(FaultInjector.mode("kill:1") == .kill(1))
+        #expect(FaultInjector.mode("term:2") == .signal(2, SIGTERM))
+        #expect(FaultInjector.mode("delay:7:50") == .delay(7, milliseconds: 50))
+        #expect(FaultInjector.mode("delay:2:50:freeze") == .delay(2, milliseconds: 50, call: "freeze"))
+        for bad in ["", "fail", "fail:0", "fail:x", "fail:3:1", "delay:7", "delay:7:0", "delay:7:", "delay:2:5:", "nap:2"] {
+            #expect(FaultInjector.mode(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func delaySleepsBeforeTheNthChangingCallAndStillMakesIt() throws {
+        let fake = FakeKernel()
+        let name = dev("dly")
+        let injector = FaultInjector(fake, mode: .delay(2, milliseconds: 40))
+        try injector.create(name, uuid: "", table: table("0 8 zero"), hidden: false)
+        let start = ContinuousClock.now
+        try injector.suspend(name, lockfs: false)
+        let slept = ContinuousClock.now - start
+        try injector.resume(name)
+        #expect(slept >= .milliseconds(40))
+        #expect(try fake.info(name)?.suspended == false)
+    }
+
+    @Test func delayByCallNameCountsOnlyThatCall() throws {
+        let fake = FakeKernel()
+        let name = dev("dly")
+        let injector = FaultInjector(fake, mode: .delay(2, milliseconds: 40, call: "resume"))
+        try injector.create(name, uuid: "", table: table("0 8 zero"), hidden: false)
+        var times: [Duration] = []
+        for _ in 1...3 {
+            try injector.suspend(name, lockfs: false)
+            let start = ContinuousClock.now
+            try injector.resume(name)
+            times.append(ContinuousClock.now - start)
+        }
+        #expect(times[1] >= .milliseconds(40))
+        #expect(times[0] < .milliseconds(40) && times[2] < .milliseconds(40))
+    }
+}

@@ -184,8 +184,13 @@ test_cgroup_thawed_after_every_fault_and_kill() {
 # The pair an application writes with one call per update: over 20 takes with --freeze-cgroup
 # every frozen image holds equal counters; without it, the filesystems are frozen one after the
 # other while the writer runs, and an image can catch it half-way (it blocks on the first frozen
-# filesystem having written the other): takes until the first such pair (at most 40; about one
-# in four differs).
+# filesystem having written the other). The gap between the two freezes is what decides how often:
+# a few hundred microseconds on idle loop devices here (about one take in four differed, and one CI
+# run saw none in 40), tens of milliseconds for a busy filesystem's freeze on a server. Both modes
+# run with the test hook sleeping 50 ms before the second freeze (DMSNAP_TEST_FAULT=delay:2:50:
+# freeze), so the only difference is the flag: without it takes until the first differing pair
+# (at most 40; the writer stops at the first frozen filesystem in either order, so about one in
+# two differs).
 test_cgroup_freezer_keeps_pairs_consistent() {
     cgroup_setup
     setup_two
@@ -199,7 +204,7 @@ test_cgroup_freezer_keeps_pairs_consistent() {
             [[ $mode == plain ]] && ((diff > 0)) && break
             local -a extra=()
             [[ $mode == cgroup ]] && extra=(--freeze-cgroup "$CG")
-            assert_exit 0 "take ($mode) $k" -- "$DMSNAP" take s1 "$D1=$C1" "$D2=$C2" "${extra[@]}"
+            assert_exit 0 "take ($mode) $k" -- env DMSNAP_TEST_FAULT=delay:2:50:freeze "$DMSNAP_TEST" take s1 "$D1=$C1" "$D2=$C2" "${extra[@]}"
             frozen_pair
             a=${PAIR[0]} b=${PAIR[1]}
             assert_exit 0 "merge ($mode) $k" -- "$DMSNAP" merge s1
@@ -209,7 +214,7 @@ test_cgroup_freezer_keeps_pairs_consistent() {
         differ[$mode]=$diff takes[$mode]=$((k - 1))
     done
     kill -0 "$APP_PID" 2>/dev/null || fail "the writer died: $(cat "$T_DIR/aio-app.log")"
-    echo "frozen pairs that differ: ${differ[cgroup]} of ${takes[cgroup]} with --freeze-cgroup; without it the first after ${takes[plain]} takes" >&2
+    echo "frozen pairs that differ, 50 ms between the two freezes: ${differ[cgroup]} of ${takes[cgroup]} with --freeze-cgroup; without it the first after ${takes[plain]} takes" >&2
     assert_eq "${differ[cgroup]}" 0 "pairs that differ with --freeze-cgroup"
     ((differ[plain] >= 1)) || fail "without --freeze-cgroup no pair of ${takes[plain]} differed"
     stop_app
