@@ -152,10 +152,6 @@ public final class SnapshotManager {
                 after.forEach { logger.warning("\($0)") }
                 throw .refused(PlanError(set.name.value, "\(first); nothing was taken"))
             }
-            // A PV's device: LVM sees the base as a second copy of the PV while the set exists
-            for m in set.members where view.stacked(above: m.number).contains(where: { view.device(numbered: $0)?.1.info.uuid.hasPrefix("LVM-") == true }) {
-                logger.warning("\(m.device) holds an LVM physical volume: until the set ends, LVM sees the same PV on \(m.base) too (pvs warns of a duplicate; vgchange -ay refuses to activate the VG); to hide it, add \"r|^/dev/mapper/.*-dmsnap-base$|\" to global_filter in lvm.conf")
-            }
             for (pair, m) in zip(request.pairs, set.members) where m.cowFile?.created == true {
                 let policy = request.cowSizeText(pair).flatMap { try? COWSizePolicy(parsing: $0) } ?? .default
                 let asked = policy.bytes(origin: m.size)

@@ -52,6 +52,9 @@ extension DMSnapNaming {
 
     public static func volumeUUID(for name: DeviceName) -> String { volumePrefix + name.value }
 
-    /// True for the uuid of a device dmsnap made that is not a prepared volume (a base, a view).
-    public static func isHidden(uuid: String) -> Bool { uuid.hasPrefix(uuidPrefix) && !uuid.hasPrefix(volumePrefix) }
+    /// True for the uuid of a device dmsnap made that is not a prepared volume (a base, a view;
+    /// `DMSNAP-SET-baseN` from an older version too).
+    public static func isHidden(uuid: String) -> Bool {
+        uuid.hasPrefix(hiddenPrefix) || (uuid.hasPrefix(uuidPrefix) && !uuid.hasPrefix(volumePrefix))
+    }
 }

@@ -143,17 +143,34 @@ public struct UnreadableSet: Hashable, Sendable {
     }
 }
 
-/// dm uuids of the devices dmsnap creates all start with this.
+/// The names and dm uuids of the devices dmsnap creates.
+///
+/// A base (and a view of a frozen image) carries the same content as the live device, so a
+/// member's LVM physical-volume label shows up on it a second time. Their uuids are made so that
+/// lvm2 never scans them for PVs, the way it skips its own hidden layers (an LV's `-real` and
+/// `-cow` devices): `LVM-` and more than 69 characters ("Reserved uuid … on internal LV device …
+/// not usable" in lvm2's `device_is_usable`, whatever `devices/scan_lvs` says). `pvs` then sees
+/// the PV once and `vgchange -ay` does not refuse over a duplicate. Unlike lvm2's layers they
+/// hold no `-` after `LVM-`: libblkid takes such a uuid for a private device and finds no
+/// filesystem on it (mount(8) could not tell the type of a base; `dmsnap mount` could not
+/// either). The `-` of a set name is written `:` there. `_` and `:` are not in lvm2's id
+/// alphabet (`[A-Za-z0-9!#]`), so no VG or LV of lvm2's can ever match. Sets taken by older
+/// versions have `DMSNAP-SET-baseN` bases; both forms are read.
 public enum DMSnapNaming {
     public static let uuidPrefix = "DMSNAP-"
+    /// What a hidden device's uuid starts with.
+    public static let hiddenPrefix = "LVM-DMSNAP_"
+    /// lvm2 reserves `LVM-` uuids longer than 4 + 2 × 32 + 1 characters for its internal layers.
+    public static let lvmReservedLength = 70
     public static let baseSuffix = "-dmsnap-base"
 
     public static func baseName(for device: DeviceName) throws(ModelError) -> DeviceName {
         try DeviceName(device.value + baseSuffix)
     }
 
+    /// `LVM-DMSNAP_SET_baseN`, padded with `_000…` to the length lvm2 reserves.
     public static func baseUUID(set: SetName, index: Int) -> String {
-        "\(uuidPrefix)\(set.value)-base\(index)"
+        hidden(set, "base\(index)")
     }
 
     public static let viewSuffix = "-dmsnap-view"
@@ -163,16 +180,39 @@ public enum DMSnapNaming {
     }
 
     public static func viewUUID(set: SetName, index: Int) -> String {
-        "\(uuidPrefix)\(set.value)-view\(index)"
+        hidden(set, "view\(index)")
     }
 
-    /// The set a base device's uuid names (`DMSNAP-SET-baseN`), nil for any other uuid.
+    /// `LVM-DMSNAP_` + SET (its `-` as `:`) + `_` + ROLE, then `_` and zeros up to
+    /// `lvmReservedLength` characters.
+    static func hidden(_ set: SetName, _ role: String) -> String {
+        let uuid = hiddenPrefix + String(set.value.map { $0 == "-" ? ":" : $0 }) + "_" + role
+        guard uuid.count < lvmReservedLength else { return uuid }
+        return uuid + "_" + String(repeating: "0", count: lvmReservedLength - uuid.count - 1)
+    }
+
+    /// The set and role (`base0`) a hidden device's uuid names; an older `DMSNAP-SET-baseN` too.
+    static func parts(ofHidden uuid: String) -> (set: String, role: Substring)? {
+        if uuid.hasPrefix(uuidPrefix) {
+            guard let dash = uuid.lastIndex(of: "-"), dash >= uuid.index(uuid.startIndex, offsetBy: uuidPrefix.count) else { return nil }
+            return (String(uuid[uuid.index(uuid.startIndex, offsetBy: uuidPrefix.count)..<dash]), uuid[uuid.index(after: dash)...])
+        }
+        guard uuid.hasPrefix(hiddenPrefix) else { return nil }
+        var rest = uuid.dropFirst(hiddenPrefix.count)
+        if let pad = rest.lastIndex(of: "_"), rest[rest.index(after: pad)...].allSatisfy({ $0 == "0" }) {
+            rest = rest[..<pad]
+        }
+        guard let sep = rest.lastIndex(of: "_") else { return nil }
+        return (String(rest[..<sep].map { $0 == ":" ? "-" : $0 }), rest[rest.index(after: sep)...])
+    }
+
+    /// The set a base device's uuid names (`LVM-DMSNAP_SET_baseN_0…`, or `DMSNAP-SET-baseN` from
+    /// an older version), nil for any other uuid.
     public static func set(ofBaseUUID uuid: String) -> SetName? {
-        guard uuid.hasPrefix(uuidPrefix) else { return nil }
-        let rest = uuid.dropFirst(uuidPrefix.count)
-        let digits = rest.reversed().prefix(while: \.isNumber).count
-        guard digits > 0, rest.dropLast(digits).hasSuffix("-base") else { return nil }
-        return try? SetName(String(rest.dropLast(digits + 5)))
+        guard let (set, role) = parts(ofHidden: uuid), role.hasPrefix("base") else { return nil }
+        let digits = role.dropFirst(4)
+        guard !digits.isEmpty, digits.allSatisfy(\.isNumber) else { return nil }
+        return try? SetName(set)
     }
 
     /// The live device a base was made for (`NAME-dmsnap-base` → `NAME`).

@@ -208,7 +208,7 @@ struct TakeTests {
         for k in fx.all {
             let base = try #require(fx.dm.device(Fx.base(k)), "no base for vg\(k)")
             #expect(base.live == Fx.original(k))
-            #expect(base.uuid == "DMSNAP-s-base\(k)")
+            #expect(base.uuid == DMSnapNaming.baseUUID(set: try SetName("s"), index: k))
             #expect(base.inactive == nil)
             let live = try #require(fx.dm.device(Fx.live(k)))
             #expect(live.number == before.devices[Fx.live(k)]?.number, "the live device keeps its number")

@@ -108,6 +108,58 @@ struct DeviceNameTests {
     }
 }
 
+// MARK: - hidden device uuids
+
+@Suite("DMSnapNaming")
+struct NamingTests {
+    /// lvm2 skips a dm device whose uuid starts with `LVM-` and is longer than 69 characters.
+    @Test(arguments: ["a", "nightly.1", String(repeating: "s", count: 64)])
+    func baseAndViewUUIDsAreLVMReservedAndFitTheKernel(_ raw: String) throws {
+        let set = try SetName(raw)
+        for index in [0, 7, 999] {
+            for uuid in [DMSnapNaming.baseUUID(set: set, index: index), DMSnapNaming.viewUUID(set: set, index: index)] {
+                #expect(uuid.hasPrefix("LVM-DMSNAP_\(raw)_"))
+                #expect(uuid.count > 69 && uuid.count <= 128, "\(uuid): \(uuid.count) characters")
+                #expect(DMSnapNaming.isHidden(uuid: uuid))
+                // an lvm2 VG id is 32 characters of [A-Za-z0-9!#]: the first 32 after LVM- hold a '_'
+                #expect(uuid.dropFirst(4).prefix(32).contains("_"))
+                // libblkid takes an LVM- uuid with a '-' after the prefix for a private device
+                #expect(!uuid.dropFirst(4).contains("-"))
+            }
+            #expect(DMSnapNaming.set(ofBaseUUID: DMSnapNaming.baseUUID(set: set, index: index)) == set)
+            #expect(DMSnapNaming.set(ofBaseUUID: DMSnapNaming.viewUUID(set: set, index: index)) == nil)
+        }
+    }
+
+    @Test func shortUUIDsArePaddedWithZeros() throws {
+        #expect(DMSnapNaming.baseUUID(set: try SetName("s"), index: 10) == "LVM-DMSNAP_s_base10_" + String(repeating: "0", count: 50))
+        #expect(DMSnapNaming.set(ofBaseUUID: "LVM-DMSNAP_s_base10_" + String(repeating: "0", count: 50)) == (try SetName("s")))
+        // a set's '-' is written ':'; names like the padding, with '_' or ':' read back
+        #expect(DMSnapNaming.baseUUID(set: try SetName("pre-up"), index: 1).hasPrefix("LVM-DMSNAP_pre:up_base1_0"))
+        for raw in ["0-00", "a_0", "a_", "x_base1", "pre-upgrade.2+x", "0", "a-"] {
+            let set = try SetName(raw)
+            #expect(DMSnapNaming.set(ofBaseUUID: DMSnapNaming.baseUUID(set: set, index: 0)) == set, "\(raw)")
+            #expect(DMSnapNaming.set(ofBaseUUID: DMSnapNaming.baseUUID(set: set, index: 12)) == set, "\(raw)")
+        }
+    }
+
+    @Test func olderUUIDsAreStillRead() throws {
+        #expect(DMSnapNaming.set(ofBaseUUID: "DMSNAP-old-base0") == (try SetName("old")))
+        #expect(DMSnapNaming.isHidden(uuid: "DMSNAP-old-base0"))
+        #expect(DMSnapNaming.isHidden(uuid: "DMSNAP-old-view3"))
+    }
+
+    @Test(arguments: ["", "LVM-abc", "LVM-" + String(repeating: "a", count: 64) + "-real", "CRYPT-LUKS2-x", "DMSNAP-vol-data", "LVM-DMSNAP_s_view0_000", "LVM-DMSNAP_s_basex", "LVM-DMSNAP_000"])
+    func otherUUIDsNameNoSet(_ uuid: String) {
+        #expect(DMSnapNaming.set(ofBaseUUID: uuid) == nil)
+    }
+
+    @Test func preparedVolumesAreNotHidden() throws {
+        #expect(!DMSnapNaming.isHidden(uuid: DMSnapNaming.volumeUUID(for: try DeviceName("data"))))
+        #expect(!DMSnapNaming.isHidden(uuid: "LVM-" + String(repeating: "a", count: 64)))
+    }
+}
+
 // MARK: - SetName
 
 @Suite("SetName")

@@ -479,7 +479,7 @@ struct PlannerAcceptTests {
             #expect(m.number == DeviceNumber(major: 253, minor: UInt32(k)))
             #expect(m.originalTable == Fx.original(k))
             #expect(m.base == Fx.base(k))
-            #expect(m.baseUUID == "DMSNAP-nightly.1-base\(k)")
+            #expect(m.baseUUID == "LVM-DMSNAP_nightly.1_base\(k)_" + String(repeating: "0", count: 43))
             #expect(m.cow == Fx.cow(k))
             #expect(m.cowNumber == Fx.cowNumber(k))
             #expect(m.cowSize == Fx.cowSectors)
@@ -562,7 +562,7 @@ struct TakePlanShapeTests {
         }
         let creates = actions.compactMap { if case let .create(n, u, t, h) = $0 { (n, u, t, h) } else { nil } }
         #expect(creates.map(\.0) == fx.all.map(Fx.base))
-        #expect(creates.map(\.1) == fx.all.map { "DMSNAP-s-base\($0)" })
+        #expect(creates.map(\.1) == fx.all.map { DMSnapNaming.baseUUID(set: try! SetName("s"), index: $0) })
         #expect(creates.map(\.2) == fx.all.map(Fx.original))
         #expect(creates.allSatisfy { $0.3 }, "bases must be hidden")
 

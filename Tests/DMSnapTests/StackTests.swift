@@ -37,9 +37,11 @@ struct StackTests {
     @Test func every_filesystem_stacked_on_a_member_is_frozen_in_the_window() throws {
         let fx = Self.fixture(above: ["vg-a", "vg-b"], mounted: ["vg-a", "vg-b"])
         _ = try fx.manager.take(fx.request(force: true))
-        // (the fixture's devices on top have LVM uuids)
-        #expect(fx.warnings.all.contains { $0.hasPrefix("\(Fx.live(0)) holds an LVM physical volume: until the set ends, LVM sees the same PV on") && $0.contains("global_filter") },
-                "\(fx.warnings.all)")
+        // the fixture's devices on top have LVM uuids: the base, with the PV label, is hidden from
+        // lvm2's scan by its uuid, so there is nothing to warn of
+        #expect(fx.warnings.all.isEmpty, "\(fx.warnings.all)")
+        let base = try #require(fx.dm.devices[Fx.base(0)])
+        #expect(base.uuid.hasPrefix("LVM-DMSNAP_") && base.uuid.count > 69)
         let lines = fx.dm.trace.filter { !Fx.isRead($0) }
         let freezes = lines.indices.filter { lines[$0].hasPrefix("freeze /srv/") }
         let suspend = try #require(lines.firstIndex { $0.hasPrefix("suspend") })
