@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(user-mode-linux kmod dmsetup lvm2 e2fsprogs xfsprogs util-linux libdevmapper-dev libblkid-dev
           pkg-config python3 procps libzstd-dev zlib1g-dev libssl-dev zstd
-          dpkg-dev lintian man-db groff-base systemd bash-completion fio cryptsetup-bin udev)
+          dpkg-dev lintian man-db groff-base systemd bash-completion fio cryptsetup-bin udev mdadm)
 
 if [[ $(id -u) != 0 ]]; then
     echo "deps: must be run as root (it installs Debian packages and boots a test kernel)" >&2

@@ -178,6 +178,9 @@ udev_start() {
     if [[ ! -e /run/udev/control ]]; then
         mkdir -p /run/udev/rules.d
         cp "$T_REPO/dist/udev/63-dmsnap-volume.rules" /run/udev/rules.d/
+        # no md auto-assembly in the test kernel: the RAID-member refusal test writes a member's
+        # superblock and stops its array, which mdadm's rule would assemble again
+        ln -sf /dev/null /run/udev/rules.d/64-md-raid-assembly.rules
         /lib/systemd/systemd-udevd --daemon --resolve-names=never >/dev/null 2>&1 || return 1
         udevadm trigger --type=subsystems --action=add >/dev/null 2>&1
         udevadm trigger --type=devices --action=add >/dev/null 2>&1

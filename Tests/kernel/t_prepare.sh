@@ -93,6 +93,15 @@ test_prepare_bad_input() {
     lvmloop=$(fx cow "${T_PREFIX}pv" 16M)
     lvm pvcreate -q -y --config "devices { filter=[ \"a|^$lvmloop\$|\", \"r|.*|\" ] use_devicesfile=0 } global { use_lvmpolld=0 }" "$lvmloop" >/dev/null
     refused 3 "carries a LVM2_member signature" -- prepare "$lvmloop" --name "$vol"
+    # a RAID member (mdadm's superblock, its array stopped): refused; the array itself would not be
+    local r1 r2 md=/dev/md/${T_PREFIX}md
+    r1=$(fx cow "${T_PREFIX}r1" 16M)
+    r2=$(fx cow "${T_PREFIX}r2" 16M)
+    mdadm --create "$md" --run --quiet --level=1 --raid-devices=2 --metadata=1.2 --assume-clean "$r1" "$r2" 2>/dev/null ||
+        fail "mdadm --create failed"
+    mdadm --stop --quiet "$md"
+    refused 3 "$r1: carries a linux_raid_member signature" -- prepare "$r1" --name "$vol"
+    mdadm --zero-superblock "$r1" "$r2"
     assert_exit 0 "prepare" -- "$DMSNAP" prepare "$loop" --name "$vol"
     refused 3 "$vol: is a prepared volume already" -- prepare "$loop" --name "$vol"
     refused 3 "$loop: is prepared already, as $vol" -- prepare "$loop" --name "${T_PREFIX}other"
