@@ -30,7 +30,10 @@ extension Planner {
             if let mp = view.mountPoints(of: live.info.number).first {
                 throw PlanError(m.device.value, "is mounted on \(mp); unmount it: writes made before activate would not be in the snapshot")
             }
-            guard live.info.openCount == 0 else { throw PlanError(m.device.value, "is open; close it before activating") }
+            // (at boot: LVM's udev rules may have activated a VG on it, a container been opened)
+            guard live.info.openCount == 0 else {
+                throw PlanError(m.device.value, view.openRefusal(live.info.number, openCount: live.info.openCount, before: "activating"))
+            }
             var cowNumber = m.cowNumber
             var cowSize = m.cowSize
             if m.cowFile != nil {

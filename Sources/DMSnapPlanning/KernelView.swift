@@ -100,6 +100,17 @@ public struct KernelView: Sendable {
         return seen
     }
 
+    /// Why a device that is open cannot be changed, for a message: "is open (A (mounted on /x), B
+    /// on it); close them before WHAT", or "is open (N users); close it before WHAT".
+    public func openRefusal(_ number: DeviceNumber, openCount: Int, before what: String) -> String {
+        let above = stacked(above: number).map { n -> String in
+            let name = device(numbered: n)?.0.value ?? n.description
+            return mountPoints(of: n).first.map { "\(name) (mounted on \($0))" } ?? name
+        }
+        let who = above.isEmpty ? "\(openCount) \(openCount == 1 ? "user" : "users")" : "\(above.joined(separator: ", ")) on it"
+        return "is open (\(who)); close \(above.isEmpty ? "it" : "them") before \(what)"
+    }
+
     public func mountPoints(of number: DeviceNumber) -> [String] {
         mounts.filter { $0.number == number }.map(\.mountPoint)
     }

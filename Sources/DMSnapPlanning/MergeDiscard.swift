@@ -163,12 +163,7 @@ extension Planner {
             }
             if let open = view.devices[m.device]?.info.openCount, open > 0 {
                 // name what sits on it (LVs, a LUKS container) and where those are mounted
-                let above = view.stacked(above: m.number).map { n -> String in
-                    let name = view.device(numbered: n)?.0.value ?? n.description
-                    return view.mountPoints(of: n).first.map { "\(name) (mounted on \($0))" } ?? name
-                }
-                let who = above.isEmpty ? "\(open) users" : "\(above.joined(separator: ", ")) on it"
-                throw PlanError(m.device.value, "is open (\(who)); close \(above.isEmpty ? "it" : "them") before discarding")
+                throw PlanError(m.device.value, view.openRefusal(m.number, openCount: open, before: "discarding"))
             }
         }
         return restorePlan(set, view: view, merge: false)

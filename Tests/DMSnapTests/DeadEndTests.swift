@@ -542,6 +542,19 @@ struct ActivateAllTests {
         fx.expectSafe()
     }
 
+    @Test func aDeviceSomethingWasStackedOnAtBootIsNamed() throws {
+        // LVM's udev rules activated a VG on the re-created device before the unit ran
+        let fx = try rebooted(devices: 1)
+        let live = try #require(fx.dm.devices[Fx.live(0)]?.number)
+        _ = fx.dm.addDevice(mkName("vg-root"), table: mkTable("0 64 linear \(live) 0"), uuid: "LVM-abc")
+        fx.dm.resetTrace()
+        let outcomes = try attempt { () throws(DMSnapError) in try fx.manager.activateAll() }.get()
+        #expect(outcomes.map(\.outcome) == [.failed])
+        #expect(outcomes.first?.detail?.contains("\(Fx.live(0)): is open (vg-root on it); close them before activating") == true,
+                "\(outcomes)")
+        #expect(fx.mutations.isEmpty, "\(fx.mutations)")
+    }
+
     @Test func oneFailureDoesNotStopTheRest() throws {
         // two sets of one device each, both inactive after a reboot
         let fx = SnapFixture(devices: 2)

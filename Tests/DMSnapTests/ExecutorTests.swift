@@ -752,7 +752,7 @@ struct DiscardTests {
         // Unmounted, but still held open (a process has it open).
         fx.dm.mountTable.removeAll { $0.mountPoint == "/mnt/1" }
         let open = attempt { () throws(DMSnapError) in try fx.manager.discard("s") }
-        #expect(open.refusal?.description == "vg1-live: is open (1 users); close it before discarding")
+        #expect(open.refusal?.description == "vg1-live: is open (1 user); close it before discarding")
         #expect(fx.mutations.isEmpty)
     }
 

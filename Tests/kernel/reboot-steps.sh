@@ -12,6 +12,19 @@ fail() { echo "FAIL $*"; exit 1; }
 lvmr() {
     lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] }" "${@:2}"
 }
+# LVM on s11's container only
+lvme() {
+    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/rbt-encc\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/rbt-encc\$|\", \"r|.*|\" ] }" "${@:2}"
+}
+# the container of s11 as crypttab names it: UUID= (udev's link, the wrapper's) in udev mode
+enc_source() {
+    if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+        udevadm settle --timeout=60
+        echo "/dev/disk/by-uuid/$(cat "$dir/enc-uuid")"
+    else
+        echo /dev/mapper/rbt-enc
+    fi
+}
 member_table() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][int(sys.argv[2])]['originalTable'])" "$@"; }
 # udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs in both boots; no udev cookie may be left
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
@@ -102,8 +115,10 @@ if [[ $phase == one ]]; then
     sync
     "$FX" checksum "$dir/mk" >"$dir/expected-k"
     member_table "$dir/state/s8.json" 0 >"$dir/table-lk"
-    # s9 (not in udev mode: lvm2's udev rules would activate the VG by themselves at boot): LVM on
-    # a linear PV device, taken below LVM, the LV's filesystem frozen with it
+    # s9: LVM on a linear PV device, taken below LVM, the LV's filesystem frozen with it. Not in
+    # udev mode: the loop under the linear device shows the same PV (a duplicate that is there
+    # without dmsnap), and at boot lvm2's udev rules would activate the VG on the loop before the
+    # linear device is back. s11 is the stack for udev (LVM on LUKS on a prepared volume).
     if [[ ${DMSNAP_KERNEL_UDEV:-} != 1 ]]; then
         "$FX" create rbt-pv 128M >/dev/null
         lvmr pvcreate -q -y /dev/mapper/rbt-pv >/dev/null
@@ -141,9 +156,34 @@ if [[ $phase == one ]]; then
     for x in str seg; do "$FX" checksum "$dir/m$x" >"$dir/expected-$x"; done
     member_table "$dir/state/s10.json" 0 >"$dir/table-str"
     member_table "$dir/state/s10.json" 1 >"$dir/table-seg"
+    # s11: the Debian installer's "encrypted LVM" on a plain device: LUKS2 on a loop made
+    # snapshot-ready (prepare), LVM on the container, an LV mounted; taken by naming the container
+    # (the snapshot goes on the wrapper below it, the LV's filesystem two layers up is frozen)
+    truncate -s 96M "$dir/enc.img"
+    eloop=$(losetup -f --show "$dir/enc.img")
+    printf '%s' dmsnap-test-only | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+        --key-file=- "$eloop"
+    cryptsetup luksUUID "$eloop" >"$dir/enc-uuid"
+    "$DMSNAP" prepare "$eloop" --name rbt-enc
+    src=$(enc_source)
+    [[ $(readlink -f "$src") == $(readlink -f /dev/mapper/rbt-enc) ]] || fail "s11: $src is not the wrapper"
+    printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$src" rbt-encc
+    lvme pvcreate -q -y /dev/mapper/rbt-encc >/dev/null
+    lvme vgcreate -q -y rbtevg /dev/mapper/rbt-encc >/dev/null
+    lvme lvcreate -q -y -Wn -L 32M -n root rbtevg >/dev/null
+    mkfs.ext4 -q /dev/mapper/rbtevg-root
+    mkdir -p "$dir/mr"
+    mount /dev/mapper/rbtevg-root "$dir/mr"
+    head -c 1M /dev/urandom >"$dir/mr/before"
+    sync
+    out=$("$DMSNAP" take s11 "rbt-encc=$("$FX" cow rbt-cenc 32M)" 2>&1) || fail "s11: take failed: $out"
+    [[ $out == *"rbt-encc is a dm-crypt device: snapshotted rbt-enc, the layer below it"* ]] || fail "s11: take did not say it snapshots the wrapper: $out"
+    head -c 2M /dev/urandom >"$dir/mr/after"
+    sync
+    "$FX" checksum "$dir/mr" >"$dir/expected-r"
     # (not the loop dmsnap attached to the COW file: that one is dmsnap's to attach again; not the
-    # prepared volume's, which comes back as another loop device)
-    losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" -v v="$dir/vol.img" 'index($2, d) != 1 && $2 != v' >"$dir/loops"
+    # prepared volumes', which come back as other loop devices)
+    losetup -l -n -O NAME,BACK-FILE | awk -v d="$dir/cf/" -v v="$dir/vol.img" -v e="$dir/enc.img" 'index($2, d) != 1 && $2 != v && $2 != e' >"$dir/loops"
     sync
     echo "boot one: took s1 and s2, wrote, halting without cleanup"
     exit 0
@@ -168,10 +208,14 @@ dmsetup create rbt-seg --table "$(cat "$dir/table-seg")"
 truncate -s 1M "$dir/spare.img"
 spare=$(losetup -f --show "$dir/spare.img")
 vloop=$(losetup -f --show "$dir/vol.img")
+eloop=$(losetup -f --show "$dir/enc.img")
 cleanup() {
     [[ ! -f $dir/table-pv ]] || lvmr vgchange -q -an rbtvg >/dev/null 2>&1 || true
+    umount "$dir/mr" 2>/dev/null || true
+    lvme vgchange -q -an rbtevg >/dev/null 2>&1 || true
+    cryptsetup close rbt-encc 2>/dev/null || true
     "$FX" sweep rbt- >/dev/null 2>&1 || true
-    losetup -d "$spare" "$vloop" 2>/dev/null || true
+    losetup -d "$spare" "$vloop" "$eloop" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -259,14 +303,16 @@ rc=$?
     fail "activate_all: the striped set (or the LVM one) did not come back: $out"
 [[ $out == *"Re-created prepared volume rbt-vol on $vloop."* && $out == *"Activated set s7."* && $out == *"Activated set s8."* ]] ||
     fail "reboot_prepared_volume: activate --all did not bring the volume and s7 back: $out"
+[[ $out == *"Re-created prepared volume rbt-enc on $eloop."* && $out == *"Activated set s11."* ]] ||
+    fail "reboot_encrypted_lvm: activate --all did not bring the volume and s11 back: $out"
 [[ $("$DMSNAP" status s5 -o state --noheadings | tr -d ' ') == active ]] || fail "activate_all: s5 not active"
 [[ $("$DMSNAP" status s2 -o state --noheadings | tr -d ' ') == inactive ]] || fail "activate_all: s2 changed"
 out=$("$DMSNAP" activate --all --json) && fail "activate_all: --json: exit 0 although s2 still fails"
 outcomes() { python3 -c 'import json,sys; print(" ".join(x["set"] + ":" + x["outcome"] for x in json.load(sys.stdin)["sets"]))'; }
-expected="s10:skipped s2:failed s5:skipped s7:skipped s8:skipped"
+expected="s10:skipped s11:skipped s2:failed s5:skipped s7:skipped s8:skipped"
 [[ ! -f $dir/table-pv ]] || expected+=" s9:skipped"
 [[ $(outcomes <<<"$out") == "$expected" &&
-    $(json_field '["sets"][2]["detail"]' <<<"$out") == "already active" ]] ||
+    $(json_field '["sets"][3]["detail"]' <<<"$out") == "already active" ]] ||
     fail "activate_all: --json: $out"
 "$DMSNAP" merge s5 || fail "activate_all: merge failed"
 mkdir -p "$dir/me"
@@ -348,6 +394,34 @@ for x in str seg; do
 done
 [[ $(dmsetup table rbt-seg | wc -l) == 2 ]] || fail "reboot_striped_activate: rbt-seg lost a segment"
 echo "PASS reboot_striped_activate"
+
+# the encrypted LVM: the wrapper back on the loop that carries the LUKS UUID, its set active;
+# the container opened as crypttab would (by UUID, the wrapper in udev mode), the VG activated,
+# every change there; merged with the LV mounted; reopened; the volume key in no file of dmsnap's
+src=$(enc_source)
+[[ $(readlink -f "$src") == $(readlink -f /dev/mapper/rbt-enc) ]] || fail "reboot_encrypted_lvm: $src is not the wrapper"
+printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$src" rbt-encc || fail "reboot_encrypted_lvm: cannot open the container"
+lvme vgchange -q -ay rbtevg >/dev/null || fail "reboot_encrypted_lvm: vgchange -ay failed"
+mkdir -p "$dir/mr"
+mount /dev/mapper/rbtevg-root "$dir/mr"
+[[ $("$FX" checksum "$dir/mr") == "$(cat "$dir/expected-r")" ]] || fail "reboot_encrypted_lvm: content after activate differs"
+"$DMSNAP" merge s11 || fail "reboot_encrypted_lvm: merge failed"
+umount "$dir/mr"
+lvme vgchange -q -an rbtevg >/dev/null
+cryptsetup close rbt-encc
+printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$(enc_source)" rbt-encc
+lvme vgchange -q -ay rbtevg >/dev/null
+mount /dev/mapper/rbtevg-root "$dir/mr"
+[[ $("$FX" checksum "$dir/mr") == "$(cat "$dir/expected-r")" ]] || fail "reboot_encrypted_lvm: content after merge differs"
+umount "$dir/mr"
+key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- /dev/mapper/rbt-enc |
+    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
+lvme vgchange -q -an rbtevg >/dev/null
+cryptsetup close rbt-encc
+((${#key} >= 64)) || fail "reboot_encrypted_lvm: could not read the volume key for the check"
+[[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "reboot_encrypted_lvm: the volume key is in the state directory"
+"$DMSNAP" unprepare rbt-enc || fail "reboot_encrypted_lvm: unprepare failed"
+echo "PASS reboot_encrypted_lvm"
 
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
     [[ -z $(udev_cookies) ]] || fail "udev mode: udev cookies left: $(udev_cookies)"
