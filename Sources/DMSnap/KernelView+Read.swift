@@ -28,6 +28,11 @@ extension KernelView {
         }
     }
 
+    /// Why a command's program cannot run: neither a path nor on PATH, or not executable.
+    static func notExecutable(runs what: String) -> String {
+        "is not an executable program (PATH searched; no shell runs \(what): use sh -c '...' for one)"
+    }
+
     /// Looks up the hooks of a take: each command split into words (no shell) and its program
     /// found and executable; the drop-ins of `directory`, in name order, get the phase as their
     /// argument. A command that cannot run is the take's refusal (`hooks` holds it).
@@ -36,7 +41,7 @@ extension KernelView {
             let argv: [String]
             do { argv = try ShellWords.split(text) } catch { throw PlanError("--\(phase.rawValue)", error.description) }
             guard kernel.executable(argv[0]) != nil else {
-                throw PlanError("--\(phase.rawValue)", "'\(argv[0])' is not an executable program (PATH searched; no shell runs the hook: use sh -c '...' for one)")
+                throw PlanError("--\(phase.rawValue)", "'\(argv[0])' \(Self.notExecutable(runs: "the hook"))")
             }
             return Hook(phase: phase, argv: argv, text: text)
         }

@@ -65,7 +65,7 @@ extension SnapshotManager {
             throw .refused(PlanError("run", "no command given (dmsnap run SET DEVICE=COW... -- CMD [ARGS...])"))
         }
         guard kernel.executable(program) != nil else {
-            throw .refused(PlanError(program, "is not an executable program (PATH searched; no shell runs it: use sh -c '...' for one)"))
+            throw .refused(PlanError(program, KernelView.notExecutable(runs: "it")))
         }
         var take = request.take
         if request.onFailure == .discard { take.floor = floor }
