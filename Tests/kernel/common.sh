@@ -11,6 +11,9 @@ PROBE=${PROBE:-$T_REPO/.build/debug/dmsnap-probe}
 start_writer() {
     local dir=$1
     (
+        # on SIGTERM the write under way ends first (else its dd could keep the file open and the
+        # filesystem busy for a moment after stop_writer returns)
+        trap 'exit 0' TERM
         i=0
         while :; do
             i=$((i + 1))
@@ -22,8 +25,14 @@ start_writer() {
 
 # stop_writer PID: stops the writer and fails the test if any of its writes failed.
 stop_writer() {
-    local pid=$1 rc=0
+    local pid=$1 rc=0 i
     kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+        fail "the writer did not stop within 10 s: a write is blocked (a filesystem frozen, a device suspended?)"
+    fi
     wait "$pid" 2>/dev/null || rc=$?
     [[ $rc == 143 || $rc == 0 ]] || fail "writer failed with status $rc: $(cat "$T_DIR/writer.out" 2>/dev/null)"
 }
