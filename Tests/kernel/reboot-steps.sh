@@ -8,13 +8,25 @@ FX=$PWD/fixtures/loopdev.sh
 export DMSNAP_FIXTURE_DIR=$dir/fx DMSNAP_STATE_DIR=$dir/state
 A=rbt-a B=rbt-b C=rbt-c D=rbt-d E=rbt-e F=rbt-f
 fail() { echo "FAIL $*"; exit 1; }
-# LVM on the one PV device of s9 only, without udev
-lvmr() {
-    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/rbt-pv\$|\", \"r|.*|\" ] }" "${@:2}"
+# lvm_on PV CMD ARGS...: LVM without udev, seeing only the device PV (s9's, s11's)
+lvm_on() {
+    local pv=$1
+    shift
+    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/$pv\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/$pv\$|\", \"r|.*|\" ] }" "${@:2}"
 }
-# LVM on s11's container only
-lvme() {
-    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/rbt-encc\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/rbt-encc\$|\", \"r|.*|\" ] }" "${@:2}"
+lvmr() { lvm_on rbt-pv "$@"; }
+lvme() { lvm_on rbt-encc "$@"; }
+# lvm_fs LVM VG PV LV DIR: VG on the device PV with a 32M LV, ext4 on it mounted on DIR, a file
+# 'before' written and synced
+lvm_fs() {
+    "$1" pvcreate -q -y "/dev/mapper/$3" >/dev/null
+    "$1" vgcreate -q -y "$2" "/dev/mapper/$3" >/dev/null
+    "$1" lvcreate -q -y -Wn -L 32M -n "$4" "$2" >/dev/null
+    mkfs.ext4 -q "/dev/mapper/$2-$4"
+    mkdir -p "$5"
+    mount "/dev/mapper/$2-$4" "$5"
+    head -c 1M /dev/urandom >"$5/before"
+    sync
 }
 # the container of s11 as crypttab names it: UUID= (udev's link, the wrapper's) in udev mode
 enc_source() {
@@ -95,7 +107,16 @@ if [[ $phase == one ]]; then
     fi
     head -c 1M /dev/urandom >"$dir/mv/before"
     sync
+    # taken while a writer appends to a file there
+    touch "$dir/mv-writing"
+    (while [[ -e $dir/mv-writing ]]; do head -c 4096 /dev/urandom >>"$dir/mv/w"; done) &
+    wpid=$!
+    sleep 0.3
     "$DMSNAP" take s7 "rbt-vol=$("$FX" cow rbt-cvol 32M)"
+    sleep 0.3
+    rm "$dir/mv-writing"
+    wait "$wpid"
+    [[ -s $dir/mv/w ]] || fail "s7: the writer wrote nothing"
     head -c 2M /dev/urandom >"$dir/mv/after"
     sync
     "$FX" checksum "$dir/mv" >"$dir/expected-v"
@@ -121,14 +142,7 @@ if [[ $phase == one ]]; then
     # linear device is back. s11 is the stack for udev (LVM on LUKS on a prepared volume).
     if [[ ${DMSNAP_KERNEL_UDEV:-} != 1 ]]; then
         "$FX" create rbt-pv 128M >/dev/null
-        lvmr pvcreate -q -y /dev/mapper/rbt-pv >/dev/null
-        lvmr vgcreate -q -y rbtvg /dev/mapper/rbt-pv >/dev/null
-        lvmr lvcreate -q -y -Wn -L 32M -n a rbtvg >/dev/null
-        mkfs.ext4 -q /dev/mapper/rbtvg-a
-        mkdir -p "$dir/ml"
-        mount /dev/mapper/rbtvg-a "$dir/ml"
-        head -c 1M /dev/urandom >"$dir/ml/before"
-        sync
+        lvm_fs lvmr rbtvg rbt-pv a "$dir/ml"
         "$DMSNAP" take s9 "rbt-pv=$("$FX" cow rbt-cpv 32M)"
         head -c 2M /dev/urandom >"$dir/ml/after"
         sync
@@ -168,14 +182,7 @@ if [[ $phase == one ]]; then
     src=$(enc_source)
     [[ $(readlink -f "$src") == $(readlink -f /dev/mapper/rbt-enc) ]] || fail "s11: $src is not the wrapper"
     printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$src" rbt-encc
-    lvme pvcreate -q -y /dev/mapper/rbt-encc >/dev/null
-    lvme vgcreate -q -y rbtevg /dev/mapper/rbt-encc >/dev/null
-    lvme lvcreate -q -y -Wn -L 32M -n root rbtevg >/dev/null
-    mkfs.ext4 -q /dev/mapper/rbtevg-root
-    mkdir -p "$dir/mr"
-    mount /dev/mapper/rbtevg-root "$dir/mr"
-    head -c 1M /dev/urandom >"$dir/mr/before"
-    sync
+    lvm_fs lvme rbtevg rbt-encc root "$dir/mr"
     out=$("$DMSNAP" take s11 "rbt-encc=$("$FX" cow rbt-cenc 32M)" 2>&1) || fail "s11: take failed: $out"
     [[ $out == *"rbt-encc is a dm-crypt device: snapshotted rbt-enc, the layer below it"* ]] || fail "s11: take did not say it snapshots the wrapper: $out"
     head -c 2M /dev/urandom >"$dir/mr/after"
@@ -337,7 +344,14 @@ fi
 [[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after activate differs"
 "$DMSNAP" merge s7 || fail "reboot_prepared_volume: merge failed"
 umount "$dir/mv"
-mount /dev/mapper/rbt-vol "$dir/mv"
+if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+    udevadm settle --timeout=60
+    mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
+    [[ $(readlink -f "$(findmnt -n -o SOURCE "$dir/mv")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
+        fail "reboot_prepared_volume: UUID= mounted $(findmnt -n -o SOURCE "$dir/mv") after merge, not the wrapper"
+else
+    mount /dev/mapper/rbt-vol "$dir/mv"
+fi
 [[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after merge differs"
 umount "$dir/mv"
 "$DMSNAP" unprepare rbt-vol || fail "reboot_prepared_volume: unprepare failed"
