@@ -37,6 +37,28 @@ enc_source() {
         echo /dev/mapper/rbt-enc
     fi
 }
+# mount_vol WHEN: the prepared volume's filesystem on DIR/mv: by UUID= in udev mode (checked to
+# be the wrapper's), else by the wrapper's name (without udev's links libblkid would pick the
+# device under the wrapper for UUID=)
+mount_vol() {
+    mkdir -p "$dir/mv"
+    if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
+        udevadm settle --timeout=60
+        mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
+        [[ $(readlink -f "$(findmnt -n -o SOURCE "$dir/mv")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
+            fail "$1: UUID= mounted $(findmnt -n -o SOURCE "$dir/mv"), not the wrapper"
+    else
+        mount /dev/mapper/rbt-vol "$dir/mv"
+    fi
+}
+# lv_check LVM VG LV DIR EXPECTED TEST WHEN: the VG activated, the LV mounted on DIR, its content
+# the checksum in the file EXPECTED
+lv_check() {
+    "$1" vgchange -q -ay "$2" >/dev/null || fail "$6: vgchange -ay failed"
+    mkdir -p "$4"
+    mount "/dev/mapper/$2-$3" "$4"
+    [[ $("$FX" checksum "$4") == "$(cat "$5")" ]] || fail "$6: content $7 differs"
+}
 member_table() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][int(sys.argv[2])]['originalTable'])" "$@"; }
 # udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs in both boots; no udev cookie may be left
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
@@ -95,16 +117,7 @@ if [[ $phase == one ]]; then
     mkfs.ext4 -q "$vloop"
     blkid -o value -s UUID "$vloop" >"$dir/vol-uuid"
     "$DMSNAP" prepare "$vloop" --name rbt-vol
-    mkdir -p "$dir/mv"
-    if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
-        udevadm settle --timeout=60
-        mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
-        [[ $(readlink -f "$(findmnt -n -o SOURCE "$dir/mv")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
-            fail "prepare: UUID= mounted $(findmnt -n -o SOURCE "$dir/mv"), not the wrapper"
-    else
-        # without udev's links libblkid picks the device under the wrapper for UUID=
-        mount /dev/mapper/rbt-vol "$dir/mv"
-    fi
+    mount_vol prepare
     head -c 1M /dev/urandom >"$dir/mv/before"
     sync
     # taken while a writer appends to a file there
@@ -332,26 +345,11 @@ echo "PASS activate_all"
 # (the set is active: the wrapper's own table is in its base now)
 [[ $(dmsetup table rbt-vol-dmsnap-base) == "0 131072 linear $(lsblk -dno MAJ:MIN "$vloop" | tr -d ' ') 0" ]] ||
     fail "reboot_prepared_volume: the wrapper is not on $vloop: $(dmsetup table rbt-vol-dmsnap-base)"
-if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
-    udevadm settle --timeout=60
-    [[ $(readlink -f "/dev/disk/by-uuid/$(cat "$dir/vol-uuid")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
-        fail "reboot_prepared_volume: by-uuid points at $(readlink -f "/dev/disk/by-uuid/$(cat "$dir/vol-uuid")")"
-    mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
-else
-    # without udev's links libblkid cannot tell the wrapper from the device under it
-    mount /dev/mapper/rbt-vol "$dir/mv"
-fi
+mount_vol "reboot_prepared_volume (after activate)"
 [[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after activate differs"
 "$DMSNAP" merge s7 || fail "reboot_prepared_volume: merge failed"
 umount "$dir/mv"
-if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
-    udevadm settle --timeout=60
-    mount "UUID=$(cat "$dir/vol-uuid")" "$dir/mv"
-    [[ $(readlink -f "$(findmnt -n -o SOURCE "$dir/mv")") == $(readlink -f /dev/mapper/rbt-vol) ]] ||
-        fail "reboot_prepared_volume: UUID= mounted $(findmnt -n -o SOURCE "$dir/mv") after merge, not the wrapper"
-else
-    mount /dev/mapper/rbt-vol "$dir/mv"
-fi
+mount_vol "reboot_prepared_volume (after merge)"
 [[ $("$FX" checksum "$dir/mv") == "$(cat "$dir/expected-v")" ]] || fail "reboot_prepared_volume: content after merge differs"
 umount "$dir/mv"
 "$DMSNAP" unprepare rbt-vol || fail "reboot_prepared_volume: unprepare failed"
@@ -378,16 +376,11 @@ echo "PASS reboot_luks_activate"
 # the LVM set: the VG activated on the re-activated PV device shows every change; merged with
 # the LV mounted
 if [[ -f $dir/table-pv ]]; then
-    lvmr vgchange -q -ay rbtvg >/dev/null || fail "reboot_lvm_activate: vgchange -ay failed"
-    mkdir -p "$dir/ml"
-    mount /dev/mapper/rbtvg-a "$dir/ml"
-    [[ $("$FX" checksum "$dir/ml") == "$(cat "$dir/expected-l")" ]] || fail "reboot_lvm_activate: content after activate differs"
+    lv_check lvmr rbtvg a "$dir/ml" "$dir/expected-l" reboot_lvm_activate "after activate"
     "$DMSNAP" merge s9 || fail "reboot_lvm_activate: merge failed"
     umount "$dir/ml"
     lvmr vgchange -q -an rbtvg >/dev/null
-    lvmr vgchange -q -ay rbtvg >/dev/null
-    mount /dev/mapper/rbtvg-a "$dir/ml"
-    [[ $("$FX" checksum "$dir/ml") == "$(cat "$dir/expected-l")" ]] || fail "reboot_lvm_activate: content after merge differs"
+    lv_check lvmr rbtvg a "$dir/ml" "$dir/expected-l" reboot_lvm_activate "after merge"
     umount "$dir/ml"
     lvmr vgchange -q -an rbtvg >/dev/null
     echo "PASS reboot_lvm_activate"
@@ -415,18 +408,13 @@ echo "PASS reboot_striped_activate"
 src=$(enc_source)
 [[ $(readlink -f "$src") == $(readlink -f /dev/mapper/rbt-enc) ]] || fail "reboot_encrypted_lvm: $src is not the wrapper"
 printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$src" rbt-encc || fail "reboot_encrypted_lvm: cannot open the container"
-lvme vgchange -q -ay rbtevg >/dev/null || fail "reboot_encrypted_lvm: vgchange -ay failed"
-mkdir -p "$dir/mr"
-mount /dev/mapper/rbtevg-root "$dir/mr"
-[[ $("$FX" checksum "$dir/mr") == "$(cat "$dir/expected-r")" ]] || fail "reboot_encrypted_lvm: content after activate differs"
+lv_check lvme rbtevg root "$dir/mr" "$dir/expected-r" reboot_encrypted_lvm "after activate"
 "$DMSNAP" merge s11 || fail "reboot_encrypted_lvm: merge failed"
 umount "$dir/mr"
 lvme vgchange -q -an rbtevg >/dev/null
 cryptsetup close rbt-encc
 printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$(enc_source)" rbt-encc
-lvme vgchange -q -ay rbtevg >/dev/null
-mount /dev/mapper/rbtevg-root "$dir/mr"
-[[ $("$FX" checksum "$dir/mr") == "$(cat "$dir/expected-r")" ]] || fail "reboot_encrypted_lvm: content after merge differs"
+lv_check lvme rbtevg root "$dir/mr" "$dir/expected-r" reboot_encrypted_lvm "after merge"
 umount "$dir/mr"
 key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- /dev/mapper/rbt-enc |
     sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
