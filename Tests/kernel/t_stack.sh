@@ -265,6 +265,20 @@ test_stack_lvm_on_luks_is_taken_below_the_container() {
     lvmx vgchange -q -ay "$vg" >/dev/null
     mount "/dev/mapper/$vg-root" "$m"
     assert_eq "$(sha256sum <"$m/f")" "$s1" "after merge, the container closed and opened again"
+    # discard: refused while the VG is active on the container (named), then with everything
+    # closed the frozen image comes back
+    assert_exit 0 "take again" -- "$DMSNAP" take s2 "$PV=$cow"
+    head -c 1M /dev/urandom >"$m/f"
+    umount "$m"
+    assert_exit 3 "discard with the container open" -- "$DMSNAP" discard s2
+    assert_contains "$T_OUT" "$low: is open ($PV"
+    lvmx vgchange -q -an "$vg" >/dev/null
+    cryptsetup close "$PV"
+    assert_exit 0 "discard, the container closed" -- "$DMSNAP" discard s2
+    luks_open "$low" "$PV"
+    lvmx vgchange -q -ay "$vg" >/dev/null
+    mount "/dev/mapper/$vg-root" "$m"
+    assert_eq "$(sha256sum <"$m/f")" "$s1" "after discard: the frozen image"
     umount "$m"
     lvmx vgchange -q -an "$vg" >/dev/null
     cryptsetup close "$PV"
