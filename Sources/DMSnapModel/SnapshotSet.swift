@@ -194,8 +194,9 @@ public enum DMSnapNaming {
     /// The set and role (`base0`) a hidden device's uuid names; an older `DMSNAP-SET-baseN` too.
     static func parts(ofHidden uuid: String) -> (set: String, role: Substring)? {
         if uuid.hasPrefix(uuidPrefix) {
-            guard let dash = uuid.lastIndex(of: "-"), dash >= uuid.index(uuid.startIndex, offsetBy: uuidPrefix.count) else { return nil }
-            return (String(uuid[uuid.index(uuid.startIndex, offsetBy: uuidPrefix.count)..<dash]), uuid[uuid.index(after: dash)...])
+            let rest = uuid.dropFirst(uuidPrefix.count)
+            guard let dash = rest.lastIndex(of: "-") else { return nil }
+            return (String(rest[..<dash]), rest[rest.index(after: dash)...])
         }
         guard uuid.hasPrefix(hiddenPrefix) else { return nil }
         var rest = uuid.dropFirst(hiddenPrefix.count)

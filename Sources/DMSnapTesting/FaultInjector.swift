@@ -30,7 +30,8 @@ public final class FaultInjector: KernelControl {
         self.mode = mode
     }
 
-    public private(set) var callsByName: [String: Int] = [:]
+    /// Changing calls made so far, by kind ("freeze", "resume", …).
+    private var callsByName: [String: Int] = [:]
 
     /// Parses `fail:N`, `kill:N`, `int:N` (SIGINT), `term:N` (SIGTERM), `delay:N:MS` and
     /// `delay:N:MS:CALL`.
@@ -63,7 +64,8 @@ public final class FaultInjector: KernelControl {
             kill(getpid(), SIGKILL)
         case let .signal(n, sig) where n == changingCalls:
             kill(getpid(), sig)
-        case let .delay(n, ms, name) where n == (name.map { callsByName[$0] ?? 0 } ?? changingCalls) && (name ?? call) == call:
+        case let .delay(n, ms, nil) where n == changingCalls,
+             .delay(let n, let ms, call?) where n == callsByName[call]:
             usleep(useconds_t(ms) * 1000)
         default: break
         }

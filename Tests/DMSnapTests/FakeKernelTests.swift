@@ -547,13 +547,17 @@ struct FaultInjectorTests {
         let injector = FaultInjector(fake, mode: .delay(2, milliseconds: 40, call: "resume"))
         try injector.create(name, uuid: "", table: table("0 8 zero"), hidden: false)
         var times: [Duration] = []
+        var suspends: [Duration] = []
         for _ in 1...3 {
+            let before = ContinuousClock.now
             try injector.suspend(name, lockfs: false)
             let start = ContinuousClock.now
+            suspends.append(start - before)
             try injector.resume(name)
             times.append(ContinuousClock.now - start)
         }
         #expect(times[1] >= .milliseconds(40))
         #expect(times[0] < .milliseconds(40) && times[2] < .milliseconds(40))
+        #expect(suspends.allSatisfy { $0 < .milliseconds(40) }, "only resumes are counted: \(suspends)")
     }
 }
