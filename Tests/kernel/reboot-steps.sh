@@ -59,6 +59,15 @@ lv_check() {
     mount "/dev/mapper/$2-$3" "$4"
     [[ $("$FX" checksum "$4") == "$(cat "$5")" ]] || fail "$6: content $7 differs"
 }
+# key_not_in_state DEVICE TEST: the volume key of the LUKS container on DEVICE is in no file of
+# the state directory
+key_not_in_state() {
+    local key
+    key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- "$1" |
+        sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
+    ((${#key} >= 64)) || fail "$2: could not read the volume key for the check"
+    [[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "$2: the volume key is in the state directory"
+}
 member_table() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][int(sys.argv[2])]['originalTable'])" "$@"; }
 # udev mode (DMSNAP_KERNEL_UDEV=1): systemd-udevd runs in both boots; no udev cookie may be left
 if [[ ${DMSNAP_KERNEL_UDEV:-} == 1 ]]; then
@@ -105,10 +114,10 @@ if [[ $phase == one ]]; then
     "$FX" checksum "/dev/mapper/$A-dmsnap-base" >"$dir/frozen-a"
     for n in $A $B; do dmsetup table "$n" >/dev/null; done
     # what the admin's tools know: the original tables and the loop files
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s1.json" >"$dir/table-a"
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/s2.json" >"$dir/table-b"
+    member_table "$dir/state/s1.json" 0 >"$dir/table-a"
+    member_table "$dir/state/s2.json" 0 >"$dir/table-b"
     for x in c:s3 d:s4 e:s5 f:s6; do
-        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['members'][0]['originalTable'])" "$dir/state/${x#*:}.json" >"$dir/table-${x%%:*}"
+        member_table "$dir/state/${x#*:}.json" 0 >"$dir/table-${x%%:*}"
     done
     # s7: a plain loop device made snapshot-ready (dmsnap prepare), its filesystem mounted (by
     # UUID in udev mode: the wrapper's), taken, written
@@ -367,11 +376,8 @@ printf '%s' dmsnap-test-only | cryptsetup open --key-file=- /dev/mapper/rbt-lk r
 mount /dev/mapper/rbt-lkc "$dir/mk"
 [[ $("$FX" checksum "$dir/mk") == "$(cat "$dir/expected-k")" ]] || fail "reboot_luks_activate: content after merge differs"
 umount "$dir/mk"
-key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- /dev/mapper/rbt-lk |
-    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
+key_not_in_state /dev/mapper/rbt-lk reboot_luks_activate
 cryptsetup close rbt-lkc
-((${#key} >= 64)) || fail "reboot_luks_activate: could not read the volume key for the check"
-[[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "reboot_luks_activate: the volume key is in the state directory"
 echo "PASS reboot_luks_activate"
 # the LVM set: the VG activated on the re-activated PV device shows every change; merged with
 # the LV mounted
@@ -416,12 +422,9 @@ cryptsetup close rbt-encc
 printf '%s' dmsnap-test-only | cryptsetup open --key-file=- "$(enc_source)" rbt-encc
 lv_check lvme rbtevg root "$dir/mr" "$dir/expected-r" reboot_encrypted_lvm "after merge"
 umount "$dir/mr"
-key=$(printf '%s' dmsnap-test-only | cryptsetup luksDump -q --dump-volume-key --key-file=- /dev/mapper/rbt-enc |
-    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n')
+key_not_in_state /dev/mapper/rbt-enc reboot_encrypted_lvm
 lvme vgchange -q -an rbtevg >/dev/null
 cryptsetup close rbt-encc
-((${#key} >= 64)) || fail "reboot_encrypted_lvm: could not read the volume key for the check"
-[[ -z $(grep -rlF "$key" "$dir/state" 2>/dev/null || true) ]] || fail "reboot_encrypted_lvm: the volume key is in the state directory"
 "$DMSNAP" unprepare rbt-enc || fail "reboot_encrypted_lvm: unprepare failed"
 echo "PASS reboot_encrypted_lvm"
 

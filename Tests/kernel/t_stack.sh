@@ -102,10 +102,15 @@ test_stack_crypt_on_a_plain_device_is_refused() {
     cryptsetup close "$cr"
 }
 
-# lvm_conf / lvmx: LVM on the one PV of the test, without udev (the test kernel runs none)
-lvmx() {
-    lvm "$1" --config "activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/$PV\$|\", \"r|.*|\" ] global_filter=[ \"a|^/dev/mapper/$PV\$|\", \"r|.*|\" ] }" "${@:2}"
+# lvm_config REGEX [DEVICES...]: LVM's configuration without udev (the test kernel runs none),
+# scanning only the /dev/mapper names that match ^REGEX, plus DEVICES settings
+lvm_config() {
+    local f="[ \"a|^/dev/mapper/$1|\", \"r|.*|\" ]"
+    printf 'activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints="none" filter=%s global_filter=%s %s }' \
+        "$f" "$f" "${*:2}"
 }
+# lvmx: LVM on the one PV of the test
+lvmx() { lvm "$1" --config "$(lvm_config "$PV\$")" "${@:2}"; }
 
 test_stack_pv_device_freezes_every_lv_filesystem() {
     PV=${T_PREFIX}pv VG=${T_PREFIX//[-_]/}vg
@@ -143,10 +148,9 @@ test_stack_pv_device_freezes_every_lv_filesystem() {
     assert_eq "$(blkid -p -o value -s TYPE "/dev/mapper/$PV-dmsnap-base")" LVM2_member "blkid on the base"
     # LVM scanning every device of the test (the base too, which carries the PV's label): one PV,
     # no duplicate warning, with devices/scan_lvs off (the default) and on
-    local scan="activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmpolld=0 } backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 use_devicesfile=0 hints=\"none\" filter=[ \"a|^/dev/mapper/$PV|\", \"r|.*|\" ]"
     local lvms
     for lvms in scan_lvs=0 scan_lvs=1; do
-        assert_exit 0 "pvs ($lvms)" -- lvm pvs --noheadings -o pv_name --config "$scan $lvms }"
+        assert_exit 0 "pvs ($lvms)" -- lvm pvs --noheadings -o pv_name --config "$(lvm_config "$PV" "$lvms")"
         assert_eq "$(xargs <<<"$T_OUT")" "/dev/mapper/$PV" "pvs ($lvms) lists the PV once"
         assert_not_contains "$T_OUT" "WARNING"
     done
@@ -157,11 +161,11 @@ test_stack_pv_device_freezes_every_lv_filesystem() {
     # discard: every LV closed first; the VG deactivated and activated again while the set
     # exists (LVM refuses that when it sees a PV twice)
     umount "$ma" "$mb"
-    assert_exit 0 "vgchange -an while the set exists" -- lvm vgchange -an --config "$scan }" "$vg"
-    assert_exit 0 "vgchange -ay while the set exists" -- lvm vgchange -ay --config "$scan }" "$vg"
+    assert_exit 0 "vgchange -an while the set exists" -- lvm vgchange -an --config "$(lvm_config "$PV")" "$vg"
+    assert_exit 0 "vgchange -ay while the set exists" -- lvm vgchange -ay --config "$(lvm_config "$PV")" "$vg"
     assert_not_contains "$T_OUT" "WARNING"
     assert_contains "$T_OUT" "3 logical volume(s) in volume group \"$vg\" now active"
-    assert_exit 0 "vgchange -an while the set exists" -- lvm vgchange -an --config "$scan }" "$vg"
+    assert_exit 0 "vgchange -an while the set exists" -- lvm vgchange -an --config "$(lvm_config "$PV")" "$vg"
     assert_exit 0 "discard" -- "$DMSNAP" discard s1
     lvmx vgchange -ay "$vg"
     mount "/dev/mapper/$vg-a" "$ma"
